@@ -1,0 +1,39 @@
+# The two commands of the README: `make run` and `make test`. Only Python 3.11+ and make needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: venv run test lint demo worker simulators clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv  ## the embedded stack in the foreground: server + UI, simulators, workers, samples
+	$(BIN)/python stack.py
+
+test: venv  ## the whole suite on a real Temporal dev server, simulators and database
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+demo: venv
+	$(BIN)/python starter.py demo --count 30
+
+worker: venv
+	$(BIN)/python worker.py --queues all
+
+simulators: venv
+	$(BIN)/python -m simulators
+
+clean:
+	rm -rf $(VENV) data/*.db data/results data/signing .pytest_cache .mypy_cache .ruff_cache

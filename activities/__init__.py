@@ -1,0 +1,1 @@
+"""Every side effect of the engine: registries, portal, fees, documents, notifications."""

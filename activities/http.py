@@ -1,0 +1,67 @@
+"""HTTP to the registries, with faults split into transient and permanent.
+
+Transient (timeouts, connection errors, 5xx, 429): raised as retryable errors, so Temporal
+retries with backoff until the registry is back. Permanent (other 4xx): the registry refused
+the request itself; retrying cannot help, so the workflow gets a non-retryable error and
+moves the dossier to a clear state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from temporalio.exceptions import ApplicationError
+
+REGISTRY_REJECTED = "RegistryRejected"
+REGISTRY_UNAVAILABLE = "RegistryUnavailable"
+
+_TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
+def new_http_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0, connect=3.0),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("error") or body)[:300]
+    return str(body)[:300]
+
+
+async def call(
+    http: httpx.AsyncClient,
+    service: str,
+    method: str,
+    url: str,
+    *,
+    json: Any = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    try:
+        response = await http.request(method, url, json=json, headers=headers)
+    except httpx.TransportError as err:
+        raise ApplicationError(
+            f"{service} unreachable: {type(err).__name__}: {err}", type=REGISTRY_UNAVAILABLE
+        ) from err
+    if response.status_code >= 500 or response.status_code in _TRANSIENT_STATUSES:
+        raise ApplicationError(
+            f"{service} answered {response.status_code}: {_message(response)}",
+            type=REGISTRY_UNAVAILABLE,
+        )
+    if response.status_code >= 400:
+        raise ApplicationError(
+            f"{service} refused {method} {httpx.URL(url).path}: "
+            f"{response.status_code} {_message(response)}",
+            response.status_code,
+            type=REGISTRY_REJECTED,
+            non_retryable=True,
+        )
+    return response

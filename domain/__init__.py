@@ -1,0 +1,1 @@
+"""Pure rules with no I/O: statuses, routing, dossier codes, the working-day calendar."""

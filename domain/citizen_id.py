@@ -1,0 +1,26 @@
+"""The 12-digit personal identification number (số định danh cá nhân).
+
+Decree 137/2015 art. 7 (kept by Circular 59/2021): 3 digits of the province of birth
+registration, 1 digit for sex and century of birth, 2 digits of the birth year, 6 random.
+"""
+
+from __future__ import annotations
+
+# Province codes run 001..096 with gaps; 001 is Hà Nội.
+_PROVINCE_CODES = frozenset(range(1, 97))
+
+
+def citizen_id_problem(value: str) -> str | None:
+    """Why `value` is not a well-formed citizen ID, or None when it is."""
+    if len(value) != 12 or not value.isdigit():
+        return "citizen_id must be exactly 12 digits"
+    if int(value[:3]) not in _PROVINCE_CODES:
+        return "citizen_id must start with a province code from 001 to 096"
+    if value[3] not in "0123":
+        return "citizen_id digit 4 (sex and century) must be 0-3 for births 1900-2099"
+    return None
+
+
+def birth_year_prefix(value: str) -> int:
+    """The century the 4th digit encodes: 0/1 for the 1900s, 2/3 for the 2000s."""
+    return 1900 if value[3] in "01" else 2000

@@ -1,0 +1,85 @@
+"""Human steps: each is a Temporal Update whose validator checks role, unit and state."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from domain.statuses import DossierStatus
+from schemas.dossier import Officer, SubmittedDocument
+
+
+class Action(StrEnum):
+    WITHDRAW = "withdraw"
+    APPRAISE = "appraise"
+    REQUEST_SUPPLEMENT = "request_supplement"
+    PROVIDE_SUPPLEMENT = "provide_supplement"
+    APPROVE = "approve"
+    REFUSE = "refuse"
+    CERTIFY = "certify"
+    HAND_OVER = "hand_over"
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    officer: Officer
+
+
+class Withdrawal(Step):
+    """Decree 118/2025 art. 21: before a decision, the citizen may withdraw; the counter
+    officer of the receiving unit records the request."""
+
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class Recommendation(StrEnum):
+    APPROVE = "approve"
+    REFUSE = "refuse"
+
+
+class Appraisal(Step):
+    recommendation: Recommendation
+    note: str = Field(default="", max_length=2000)
+
+
+class SupplementRequest(Step):
+    """Circular 01/2018 form 02: everything missing is listed at once."""
+
+    missing: list[str] = Field(min_length=1, max_length=50)
+    note: str = Field(default="", max_length=2000)
+
+
+class Supplement(Step):
+    documents: list[SubmittedDocument] = Field(min_length=1, max_length=200)
+
+
+class Approval(Step):
+    note: str = Field(default="", max_length=2000)
+
+
+class Refusal(Step):
+    """Circular 01/2018 form 03: a refusal always states its reason."""
+
+    reason: str = Field(min_length=10, max_length=2000)
+
+
+class Certification(Step):
+    note: str = Field(default="", max_length=2000)
+
+
+class HandOver(Step):
+    """Art. 31: one satisfaction rating per dossier, taken when the result is handed over."""
+
+    rating: int | None = Field(
+        default=None, ge=1, le=3, description="1 unsatisfied .. 3 very satisfied"
+    )
+
+
+class Acknowledgement(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: Action
+    accepted_at: AwareDatetime
+    status: DossierStatus

@@ -1,0 +1,119 @@
+"""The procedure catalogue and the units that receive and decide dossiers."""
+
+from __future__ import annotations
+
+from datetime import time
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Tier(StrEnum):
+    WARD = "ward"  # cấp xã: ward or commune People's Committee
+    CITY = "city"  # cấp tỉnh: a city department
+
+
+class UnitKind(StrEnum):
+    WARD = "ward"
+    COMMUNE = "commune"
+    CITY_DEPARTMENT = "city_department"
+
+
+class Registry(StrEnum):
+    POPULATION = "population"
+    CIVIL_STATUS = "civil_status"
+    LAND = "land"
+    BUSINESS = "business"
+
+
+class DeliveryChannel(StrEnum):
+    COUNTER = "counter"
+    POST = "post"
+    ONLINE = "online"
+
+
+class SupplementRule(StrEnum):
+    # Decree 61/2018 art. 18: the processing time counts again from the day the complete
+    # dossier arrives.
+    RESTART = "restart"
+    # Some provinces' practice: the appointment moves back by the working time spent waiting.
+    PAUSE = "pause"
+
+
+class WorkingDaysDeadline(Frozen):
+    kind: Literal["working_days"] = "working_days"
+    days: int = Field(ge=1, le=120)
+
+
+class SameDayDeadline(Frozen):
+    """Certification: returned the same working day, or the next one when received after the
+    cutoff (Decree 23/2015 art. 7 as amended; 15:00 on provincial portals)."""
+
+    kind: Literal["same_day"] = "same_day"
+    cutoff: time = time(15, 0)
+
+
+Deadline = Annotated[WorkingDaysDeadline | SameDayDeadline, Field(discriminator="kind")]
+
+
+class FlatFee(Frozen):
+    kind: Literal["flat"] = "flat"
+    amount_vnd: int = Field(ge=0)
+
+
+class PerPageFee(Frozen):
+    """Certified copies: a price for the first pages, a lower one after, capped per copy."""
+
+    kind: Literal["per_page"] = "per_page"
+    first_pages: int = Field(ge=0)
+    first_page_vnd: int = Field(ge=0)
+    next_page_vnd: int = Field(ge=0)
+    max_per_copy_vnd: int = Field(ge=0)
+
+
+Fee = Annotated[FlatFee | PerPageFee, Field(discriminator="kind")]
+
+
+class RequiredDocument(Frozen):
+    kind: str = Field(pattern=r"^[a-z0-9_]+$", description="Stable slug the counter software sends")
+    name: str = Field(min_length=1, description="Vietnamese name of the document")
+
+
+class Procedure(Frozen):
+    """One administrative procedure (TTHC) at one catalogue version."""
+
+    code: str = Field(pattern=r"^[0-9]\.[0-9]{6}$", description="National TTHC code, e.g. 1.001193")
+    version: int = Field(ge=1)
+    name: str = Field(min_length=3)
+    field: str = Field(min_length=2, description="Lĩnh vực, e.g. hộ tịch, chứng thực, đất đai")
+    tier: Tier
+    competent_unit_kind: UnitKind
+    competent_department: str | None = Field(
+        default=None, description="Unit code of the deciding city department (city tier only)"
+    )
+    certification: bool = False
+    deadline: Deadline
+    supplement_rule: SupplementRule = SupplementRule.RESTART
+    required_documents: tuple[RequiredDocument, ...] = Field(min_length=1)
+    registries: tuple[Registry, ...] = ()
+    fee: Fee | None = None
+    e_signed: bool = True
+    delivery_channels: tuple[DeliveryChannel, ...] = Field(min_length=1)
+    legal_basis: str = Field(min_length=3)
+
+
+class Unit(Frozen):
+    """A receiving or deciding body: a ward/commune People's Committee or a city department."""
+
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    agency_code: str = Field(
+        pattern=r"^[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[A-Z][0-9]{2}$",
+        description="Circular 10/2016/TT-BTTTT agency code, the prefix of dossier codes",
+    )
+    name: str
+    kind: UnitKind

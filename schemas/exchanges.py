@@ -1,0 +1,176 @@
+"""Inputs and outputs of activities: what crosses from workflows to the outside world."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from schemas.catalogue import Deadline, DeliveryChannel, Registry
+from schemas.dossier import Officer
+
+
+class Exchange(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- population registry -------------------------------------------------------------------
+class IdentityCheck(Exchange):
+    dossier_code: str
+    citizen_id: str
+    full_name: str
+    date_of_birth: date
+
+
+class IdentityResult(Exchange):
+    matched: bool
+    mismatches: tuple[str, ...] = ()
+
+
+# --- civil status, land, business registries -------------------------------------------------
+class RegistryConsultation(Exchange):
+    dossier_code: str
+    registry: Registry
+    subject_reference: str | None
+    citizen_id: str
+
+
+class RegistryFinding(Exchange):
+    """What one registry said about the dossier: the specialist reads it while appraising."""
+
+    registry: Registry
+    found: bool
+    summary: str
+
+
+# --- national portal -------------------------------------------------------------------------
+class PortalSync(Exchange):
+    dossier_code: str
+    procedure_code: str
+    status_code: int = Field(ge=1, le=10)
+    received_at: AwareDatetime
+    due_at: AwareDatetime | None
+    processing_unit: str
+    intake_channel: int = Field(ge=1, le=3)
+    step: str
+    actor: str
+    at: AwareDatetime
+    returned_at: AwareDatetime | None = None
+
+
+# --- notifications and post ------------------------------------------------------------------
+class NotificationChannel(StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+    ZALO = "zalo"
+
+
+class Notification(Exchange):
+    dossier_code: str
+    recipient: str
+    channel: NotificationChannel
+    template: str
+    text: str
+
+
+class PostOrder(Exchange):
+    dossier_code: str
+    recipient_name: str
+    address: str
+    item: str
+
+
+class PostReceipt(Exchange):
+    tracking_number: str
+
+
+# --- fees ------------------------------------------------------------------------------------
+class FeeRequest(Exchange):
+    dossier_code: str
+    amount_vnd: int = Field(gt=0)
+    payer_citizen_id: str
+    description: str
+
+
+class FeeReceipt(Exchange):
+    payment_id: str
+    amount_vnd: int
+    paid_at: AwareDatetime
+
+
+# --- results and e-signature -----------------------------------------------------------------
+class ResultKind(StrEnum):
+    DECISION = "decision"  # the result the procedure grants
+    CERTIFIED_COPY = "certified_copy"
+    REFUSAL_NOTICE = "refusal_notice"  # Circular 01/2018 form 03
+    APOLOGY_SLIP = "apology_slip"  # form 04: apology and new appointment
+
+
+class ResultDraft(Exchange):
+    dossier_code: str
+    kind: ResultKind
+    procedure_code: str
+    procedure_name: str
+    applicant_name: str
+    competent_unit: str
+    decided_by: Officer
+    decided_at: AwareDatetime
+    text: str
+
+
+class Signature(Exchange):
+    """A remote e-signature over the SHA-256 of the document, with the signer's certificate."""
+
+    signature_b64: str
+    certificate_pem: str
+    algorithm: str
+    signer_id: str
+    signed_at: AwareDatetime
+
+
+class IssueRequest(Exchange):
+    draft: ResultDraft
+    e_sign: bool
+
+
+class IssuedDocument(Exchange):
+    dossier_code: str
+    kind: ResultKind
+    path: str = Field(description="Where the document is kept, under DATA_DIR/results")
+    sha256: str
+    signature: Signature | None = Field(description="None where the procedure signs on paper")
+
+
+# --- the legal clock (local activities: the calendar's data may change between deploys,
+# so its answers are recorded in history instead of recomputed on replay) -------------------
+class DueRequest(Exchange):
+    received_at: AwareDatetime
+    deadline: Deadline
+
+
+class ClockMarks(Exchange):
+    """When to warn and when to apologise, for one appointment."""
+
+    warn_at: AwareDatetime
+    apologize_at: AwareDatetime
+
+
+class MarksRequest(Exchange):
+    received_at: AwareDatetime
+    due_at: AwareDatetime
+    deadline: Deadline
+
+
+class ShiftRequest(Exchange):
+    start: AwareDatetime
+    end: AwareDatetime | None = None
+    working_seconds: int = 0
+
+
+class DeliveryRequest(Exchange):
+    dossier_code: str
+    channel: DeliveryChannel
+    applicant_name: str
+    address: str | None
+    document: IssuedDocument | None

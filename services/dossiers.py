@@ -1,0 +1,156 @@
+"""Submit a dossier, act on it, read it: one way each, over the Temporal client."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
+from temporalio.service import RPCError
+
+from domain import lanes
+from domain.calendar import default_calendar
+from domain.catalogue import Catalogue, CatalogueError
+from domain.codes import dossier_code, sequence_scope
+from domain.routing import RoutingError, competent_unit_code, route
+from domain.statuses import DossierStatus
+from schemas.actions import Acknowledgement, Action, Step
+from schemas.dossier import DossierFiling, DossierSubmission, DossierView, TimelineEntry
+from store.sequences import next_value
+from workflows import search_attributes as sa
+from workflows.dossier import DossierWorkflow
+
+HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
+# A counter may record a dossier taken during an outage of its own software, but not one
+# from another month, and never one from the future.
+MAX_BACKDATING = timedelta(days=30)
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+class FilingError(ValueError):
+    """A submission that cannot be filed: names the field and the rule it breaks."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+        self.field = field
+        self.rule = rule
+
+
+class ActionRefused(ValueError):
+    """A human step the dossier refused, with the validator's reason."""
+
+
+class Receipt(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    received_at: datetime
+    due_at: datetime
+    status: DossierStatus
+
+
+def prepare_filing(
+    submission: DossierSubmission, catalogue: Catalogue, now: datetime, code: str = ""
+) -> DossierFiling:
+    """Resolve a submission against the catalogue; refuse it before anything starts."""
+    try:
+        procedure = catalogue.procedure(submission.procedure_code)
+    except CatalogueError as err:
+        raise FilingError("procedure_code", str(err)) from err
+    try:
+        receiving = catalogue.unit(submission.receiving_unit)
+    except CatalogueError as err:
+        raise FilingError("receiving_unit", str(err)) from err
+    if submission.delivery_channel not in procedure.delivery_channels:
+        allowed = ", ".join(c.value for c in procedure.delivery_channels)
+        raise FilingError(
+            "delivery_channel", f"procedure {procedure.code} returns results by {allowed} only"
+        )
+    received_at = submission.received_at or now
+    if received_at > now + CLOCK_SKEW:
+        raise FilingError("received_at", "must not be in the future")
+    if received_at < now - MAX_BACKDATING:
+        raise FilingError("received_at", f"must be within the last {MAX_BACKDATING.days} days")
+    try:
+        competent_code = competent_unit_code(procedure, receiving, submission.competent_unit)
+        competent = catalogue.unit(competent_code)
+        route(procedure, receiving, competent)
+    except RoutingError as err:
+        raise FilingError(err.field, err.rule) from err
+    except CatalogueError as err:
+        raise FilingError("competent_unit", str(err)) from err
+    return DossierFiling(
+        code=code,
+        submission=submission,
+        procedure=procedure,
+        receiving_unit=receiving,
+        competent_unit=competent,
+        received_at=received_at.astimezone(HANOI),
+    )
+
+
+async def submit(
+    client: Client, submission: DossierSubmission, catalogue: Catalogue, database_url: str
+) -> Receipt:
+    now = datetime.now(HANOI)
+    filing = prepare_filing(submission, catalogue, now)
+    receipt_day = filing.received_at.date()
+    agency = filing.receiving_unit.agency_code
+    sequence = await next_value(database_url, sequence_scope(agency, receipt_day))
+    filing = filing.model_copy(update={"code": dossier_code(agency, receipt_day, sequence)})
+    lane = route(filing.procedure, filing.receiving_unit, filing.competent_unit).lane
+    due_at = default_calendar().due_at(filing.received_at, filing.procedure.deadline)
+    await client.start_workflow(
+        DossierWorkflow.run,
+        filing,
+        id=filing.code,
+        task_queue=lanes.INTAKE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.PROCEDURE, filing.procedure.code),
+                SearchAttributePair(sa.RECEIVING_UNIT, filing.receiving_unit.code),
+                SearchAttributePair(sa.COMPETENT_UNIT, filing.competent_unit.code),
+                SearchAttributePair(sa.TIER, filing.procedure.tier.value),
+                SearchAttributePair(sa.LANE, lane),
+                SearchAttributePair(sa.STATUS, DossierStatus.SUBMITTED.value),
+                SearchAttributePair(sa.DUE_AT, due_at),
+                SearchAttributePair(sa.OVERDUE, False),
+            ]
+        ),
+    )
+    return Receipt(
+        code=filing.code,
+        received_at=filing.received_at,
+        due_at=due_at,
+        status=DossierStatus.SUBMITTED,
+    )
+
+
+async def status(client: Client, code: str) -> DossierView:
+    return await client.get_workflow_handle(code).query(DossierWorkflow.status)
+
+
+async def timeline(client: Client, code: str) -> list[TimelineEntry]:
+    return await client.get_workflow_handle(code).query(DossierWorkflow.timeline)
+
+
+async def act(client: Client, code: str, action: Action, step: Step) -> Acknowledgement:
+    """Send a human step to the workflow that holds the dossier now (the dossier itself at
+    intake and return, its lane while the competent unit works on it)."""
+    view = await status(client, code)
+    handle = client.get_workflow_handle(view.handled_by)
+    try:
+        return await handle.execute_update(action.value, step, result_type=Acknowledgement)
+    except WorkflowUpdateFailedError as err:
+        cause = err.cause
+        raise ActionRefused(getattr(cause, "message", None) or str(cause)) from err
+    except RPCError as err:
+        # The lane finished between the status read and the update: the step is no longer there.
+        raise ActionRefused(f"{action.value}: dossier {code} moved on ({err.message})") from err

@@ -1,0 +1,292 @@
+"""Start dossiers: one from a JSON file, a demo batch, or print the sample set.
+
+    python starter.py submit dossier.json
+    python starter.py demo --count 30
+    python starter.py samples --count 3 > samples.json
+
+With TEMPORAL_ADDRESS unset, `demo` starts an embedded stack (in-memory server, simulators,
+workers) of its own; otherwise it uses the running one (`make run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from temporalio.client import Client
+
+from config import settings
+from domain.catalogue import Catalogue, default_catalogue
+from domain.statuses import Stage
+from schemas.actions import (
+    Action,
+    Appraisal,
+    Approval,
+    Certification,
+    HandOver,
+    Recommendation,
+    Refusal,
+    Step,
+    Supplement,
+    SupplementRequest,
+    Withdrawal,
+)
+from schemas.catalogue import Procedure, Registry, Tier
+from schemas.dossier import (
+    Applicant,
+    AwaitedAction,
+    DossierSubmission,
+    DossierView,
+    IntakeChannel,
+    Officer,
+    SubmittedDocument,
+)
+from services import dossiers
+from simulators.seed import (
+    sample_citizens,
+    sample_civil_packages,
+    sample_enterprises,
+    sample_parcels,
+)
+
+HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+# --- the sample set ----------------------------------------------------------------------------
+def demo_procedures(catalogue: Catalogue) -> list[Procedure]:
+    """A mix that crosses every lane: ward-tier, city-tier and certification, in turn."""
+    ward = [p for p in catalogue.procedures.values() if p.tier is Tier.WARD and not p.certification]
+    city = [p for p in catalogue.procedures.values() if p.tier is Tier.CITY]
+    cert = [p for p in catalogue.procedures.values() if p.certification]
+    mix: list[Procedure] = []
+    for i in range(max(len(ward), len(city), len(cert))):
+        for group in (ward, cert, city):
+            mix.append(group[i % len(group)])
+    return mix
+
+
+def sample_submission(index: int, catalogue: Catalogue) -> DossierSubmission:
+    procedure = demo_procedures(catalogue)[index % len(demo_procedures(catalogue))]
+    wards = catalogue.wards()
+    receiving = wards[index % len(wards)]
+    citizen = sample_citizens()[index % len(sample_citizens())]
+    reference: str | None = None
+    if Registry.LAND in procedure.registries:
+        reference = sample_parcels()[index % len(sample_parcels())].parcel_id
+    elif Registry.BUSINESS in procedure.registries:
+        reference = sample_enterprises()[index % len(sample_enterprises())].enterprise_code
+    elif Registry.CIVIL_STATUS in procedure.registries:
+        reference = sample_civil_packages()[index % len(sample_civil_packages())].package_id
+    competent = None
+    if procedure.tier is Tier.WARD and not procedure.certification and index % 4 == 1:
+        # Location-free intake: filed at one ward, decided by the ward of residence.
+        competent = wards[(index + 7) % len(wards)].code
+    channels = procedure.delivery_channels
+    return DossierSubmission(
+        procedure_code=procedure.code,
+        receiving_unit=receiving.code,
+        competent_unit=competent,
+        intake_channel=IntakeChannel.ONLINE if index % 7 == 3 else IntakeChannel.COUNTER,
+        delivery_channel=channels[index % len(channels)],
+        applicant=Applicant(
+            citizen_id=citizen.citizen_id,
+            full_name=citizen.full_name,
+            date_of_birth=citizen.date_of_birth,
+            phone=citizen.phone,
+            address=citizen.address,
+        ),
+        documents=[
+            SubmittedDocument(kind=d.kind, title=d.name, pages=1 + (index + n) % 3)
+            for n, d in enumerate(procedure.required_documents)
+        ],
+        subject_reference=reference,
+        copies=1 + index % 2 if procedure.certification else 1,
+    )
+
+
+# --- officers, played by the demo ----------------------------------------------------------------
+def officer(role: str, unit: str) -> Officer:
+    return Officer(officer_id=f"{unit}.{role}.1", full_name=f"{role} {unit}", role=role, unit=unit)
+
+
+def demo_step(index: int, awaited: AwaitedAction, supplements_asked: bool) -> tuple[Action, Step]:
+    """What the officer does: mostly approve; every 10th gets a supplement request first,
+    every 9th is refused."""
+    me = officer(awaited.role, awaited.unit)
+    action = Action(awaited.action)
+    if action is Action.APPRAISE and index % 10 == 4 and not supplements_asked:
+        return Action.REQUEST_SUPPLEMENT, SupplementRequest(officer=me, missing=["identity_card"])
+    if action is Action.APPRAISE:
+        return action, Appraisal(officer=me, recommendation=Recommendation.APPROVE)
+    if action in (Action.APPROVE, Action.CERTIFY) and index % 9 == 8:
+        return Action.REFUSE, Refusal(officer=me, reason="Giấy tờ không hợp lệ theo quy định")
+    if action is Action.APPROVE:
+        return action, Approval(officer=me)
+    if action is Action.CERTIFY:
+        return action, Certification(officer=me)
+    if action is Action.PROVIDE_SUPPLEMENT:
+        return action, Supplement(
+            officer=me, documents=[SubmittedDocument(kind="identity_card", title="CCCD")]
+        )
+    if action is Action.HAND_OVER:
+        return action, HandOver(officer=me, rating=3)
+    return Action.WITHDRAW, Withdrawal(officer=me, reason="citizen request")
+
+
+async def play_officers(client: Client, index: int, code: str, deadline: float) -> DossierView:
+    asked = False
+    while True:
+        view = await dossiers.status(client, code)
+        if view.stage is Stage.CLOSED or time.monotonic() > deadline:
+            return view
+        awaited = [a for a in view.awaiting if a.action != Action.WITHDRAW.value]
+        if not awaited:
+            await asyncio.sleep(0.2)
+            continue
+        action, step = demo_step(index, awaited[0], asked)
+        asked = asked or action is Action.REQUEST_SUPPLEMENT
+        try:
+            await dossiers.act(client, code, action, step)
+        except dossiers.ActionRefused:
+            await asyncio.sleep(0.2)
+
+
+# --- commands --------------------------------------------------------------------------------
+def hanoi(value: datetime | None) -> str:
+    return value.astimezone(HANOI).strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+async def run_demo(client: Client, count: int, database_url: str, timeout: float) -> int:
+    catalogue = default_catalogue()
+    receipts = []
+    for index in range(count):
+        receipts.append(
+            await dossiers.submit(
+                client, sample_submission(index, catalogue), catalogue, database_url
+            )
+        )
+    deadline = time.monotonic() + timeout
+    views = await asyncio.gather(
+        *(play_officers(client, i, r.code, deadline) for i, r in enumerate(receipts))
+    )
+    header = (
+        "code",
+        "procedure",
+        "receiving",
+        "competent",
+        "lane",
+        "status",
+        "due",
+        "closed",
+        "on time",
+    )
+    rows = [
+        (
+            v.code,
+            v.procedure_code,
+            v.receiving_unit,
+            v.competent_unit,
+            v.lane,
+            v.status.value,
+            hanoi(v.clock.due_at if v.clock else None),
+            hanoi(v.closed_at),
+            {True: "yes", False: "no", None: "-"}[v.on_time],
+        )
+        for v in views
+    ]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    closed = sum(1 for v in views if v.stage is Stage.CLOSED)
+    print(f"demo: {count} submitted, {closed} closed, {count - closed} stuck")
+    return 0 if closed == count else 1
+
+
+async def demo(count: int, timeout: float) -> int:
+    config = settings()
+    if config.temporal_address:
+        from worker import connect
+
+        client = await connect(config)
+        from store.db import create_schema
+
+        await create_schema(config.database_url)
+        return await run_demo(client, count, config.database_url, timeout)
+    from stack import embedded
+
+    with tempfile.TemporaryDirectory(prefix="dossier-demo-") as tmp:
+        async with embedded(Path(tmp)) as stack:
+            return await run_demo(stack.client, count, stack.settings.database_url, timeout)
+
+
+async def submit_file(path: Path) -> int:
+    config = settings()
+    try:
+        submission = DossierSubmission.model_validate_json(path.read_bytes())
+    except ValidationError as err:
+        for error in err.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            print(f"{path}: {field}: {error['msg']}", file=sys.stderr)
+        return 2
+    from store.db import create_schema
+    from worker import connect
+
+    client = await connect(config)
+    await create_schema(config.database_url)
+    try:
+        receipt = await dossiers.submit(
+            client, submission, default_catalogue(), config.database_url
+        )
+    except dossiers.FilingError as err:
+        print(f"{path}: {err.field}: {err.rule}", file=sys.stderr)
+        return 2
+    print(receipt.model_dump_json(indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    submit = commands.add_parser("submit", help="file one dossier from a JSON submission")
+    submit.add_argument("file", type=Path)
+    run = commands.add_parser("demo", help="submit N dossiers, play the officers, print the table")
+    run.add_argument("--count", type=int, default=30)
+    run.add_argument(
+        "--timeout", type=float, default=110.0, help="seconds before a dossier counts as stuck"
+    )
+    samples = commands.add_parser("samples", help="print sample submissions as JSON")
+    samples.add_argument("--count", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.command == "submit":
+        return asyncio.run(submit_file(args.file))
+    if args.command == "demo":
+        if args.count < 1:
+            parser.error("--count must be at least 1")
+        return asyncio.run(demo(args.count, args.timeout))
+    catalogue = default_catalogue()
+    print(
+        json.dumps(
+            [
+                sample_submission(i, catalogue).model_dump(mode="json", exclude_none=True)
+                for i in range(args.count)
+            ],
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

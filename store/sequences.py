@@ -1,0 +1,39 @@
+"""Gap-tolerant counters: dossier codes per agency and day, certification book numbers.
+
+Allocation is one atomic upsert, so concurrent counters in several processes never hand out
+the same number. A number taken by a start that then fails is simply skipped.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Integer, String, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+from store.db import engine_for, metadata
+
+sequences = Table(
+    "sequences",
+    metadata,
+    Column("scope", String(120), primary_key=True),
+    Column("last_value", Integer, nullable=False),
+)
+
+
+async def next_value(database_url: str, scope: str) -> int:
+    engine = engine_for(database_url)
+    insert = (
+        postgresql.insert(sequences)
+        if engine.dialect.name == "postgresql"
+        else sqlite.insert(sequences)
+    )
+    statement = (
+        insert.values(scope=scope, last_value=1)
+        .on_conflict_do_update(
+            index_elements=[sequences.c.scope],
+            set_={"last_value": sequences.c.last_value + 1},
+        )
+        .returning(sequences.c.last_value)
+    )
+    async with engine.begin() as conn:
+        value = (await conn.execute(statement)).scalar_one()
+    return int(value)

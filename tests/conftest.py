@@ -1,0 +1,136 @@
+"""One real stack for the session: a Temporal dev server, the registry simulators over HTTP,
+a real database (SQLite, or PostgreSQL when DATABASE_URL says so) and the workers of every lane.
+
+TEMPORAL_TEST_SERVER picks the server kind, samples-python style:
+- `time-skipping` (default): the dev server with per-workflow time skipping, which, unlike
+  the Java test server, skips while a client waits on an Update; workflows start without
+  skipping and a test fast-forwards the one whose deadline it tests.
+- `local`: a plain dev server (no time skipping; deadline tests skip).
+- `existing`: the server at TEMPORAL_ADDRESS.
+After every test, each history it produced is replayed against the current workflow code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
+from temporalio.worker import Replayer
+
+from activities.http import new_http_client
+from config import Settings, load_settings
+from domain import lanes
+from simulators.process import SimulatorsProcess, running_simulators
+from stack import start_dev_server, temporal_cli
+from store.db import create_schema, dispose_all
+from worker import build_workers, sandbox_runner, warm_up
+from workflows import search_attributes as sa
+from workflows.certification import CertificationWorkflow
+from workflows.dossier import DossierWorkflow
+from workflows.processing import ProcessingWorkflow
+
+WORKFLOWS = [DossierWorkflow, ProcessingWorkflow, CertificationWorkflow]
+LANE_SUFFIXES = ("", ".processing", ".certification")
+
+
+@dataclass
+class EngineStack:
+    env: WorkflowEnvironment
+    client: Client
+    settings: Settings
+    simulators: SimulatorsProcess
+    started: list[str] = field(default_factory=list)
+
+    @property
+    def time_skipping(self) -> bool:
+        return self.env.supports_time_skipping_v2
+
+
+async def _environment() -> WorkflowEnvironment:
+    kind = os.environ.get("TEMPORAL_TEST_SERVER", "time-skipping")
+    if kind == "existing":
+        address = os.environ["TEMPORAL_ADDRESS"]
+        client = await Client.connect(address, data_converter=pydantic_data_converter)
+        return WorkflowEnvironment.from_client(client)
+    if kind == "local":
+        return await start_dev_server()
+    return await WorkflowEnvironment.start_time_skipping_v2(
+        ts_config=TimeSkippingConfig(enabled=False),
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_cli(),
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "frontend.WorkflowTimeSkippingEnabled=true",
+        ],
+        search_attributes=sa.ALL,
+        dev_server_startup_timeout=timedelta(seconds=30),
+    )
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("engine")
+
+
+@pytest.fixture(scope="session")
+def simulators(data_dir: Path) -> Iterator[SimulatorsProcess]:
+    with running_simulators(data_dir / "simulators") as sims:
+        yield sims
+
+
+@pytest.fixture(scope="session")
+async def stack(data_dir: Path, simulators: SimulatorsProcess) -> AsyncIterator[EngineStack]:
+    warm_up()
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir}/engine.db"
+    config = load_settings().model_copy(
+        update={
+            "registry_urls": dict(simulators.urls),
+            "data_dir": data_dir,
+            "database_url": database_url,
+        }
+    )
+    await create_schema(database_url)
+    env = await _environment()
+    async with new_http_client() as http:
+        workers = build_workers(env.client, config, lanes.ALL_QUEUES, http)
+        runs = [asyncio.create_task(w.run()) for w in workers]
+        try:
+            yield EngineStack(env=env, client=env.client, settings=config, simulators=simulators)
+        finally:
+            await asyncio.gather(*(w.shutdown() for w in workers))
+            await asyncio.gather(*runs, return_exceptions=True)
+            await env.shutdown()
+            await dispose_all()
+
+
+@pytest.fixture(autouse=True)
+async def replay_histories(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Replay every history the test produced against the current workflow code, so a change
+    that would break a running dossier fails here."""
+    yield
+    if "stack" not in request.fixturenames:
+        return
+    stack: EngineStack = request.getfixturevalue("stack")
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandbox_runner(),
+    )
+    for code in stack.started:
+        for suffix in LANE_SUFFIXES:
+            handle = stack.client.get_workflow_handle(code + suffix)
+            try:
+                history = await handle.fetch_history()
+            except RPCError:
+                continue  # this dossier had no such lane
+            await replayer.replay_workflow(history)
+    stack.started.clear()

@@ -1,0 +1,124 @@
+"""Drives dossiers through the real stack the way the counter software and officers would."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+
+import httpx
+from temporalio.client import WorkflowHandle
+
+from domain.catalogue import default_catalogue
+from domain.statuses import Role, Stage
+from schemas.actions import Acknowledgement, Action, Step
+from schemas.catalogue import DeliveryChannel, Procedure
+from schemas.dossier import (
+    Applicant,
+    DossierSubmission,
+    DossierView,
+    Officer,
+    SubmittedDocument,
+    TimelineEntry,
+)
+from schemas.lanes import DossierResult
+from services import dossiers
+from simulators.seed import sample_citizens
+from tests.conftest import EngineStack
+
+
+def officer(role: Role, unit: str, number: int = 1) -> Officer:
+    return Officer(
+        officer_id=f"{unit}.{role.value}.{number}",
+        full_name=f"Cán bộ {role.value} {number}",
+        role=role.value,
+        unit=unit,
+    )
+
+
+def procedure(code: str) -> Procedure:
+    return default_catalogue().procedure(code)
+
+
+def submission(
+    procedure_code: str,
+    receiving_unit: str,
+    *,
+    citizen: int = 0,
+    competent_unit: str | None = None,
+    delivery: DeliveryChannel = DeliveryChannel.COUNTER,
+    received_at: datetime | None = None,
+    subject_reference: str | None = None,
+    full_name: str | None = None,
+    citizen_id: str | None = None,
+    skip_documents: int = 0,
+) -> DossierSubmission:
+    person = sample_citizens()[citizen]
+    required = procedure(procedure_code).required_documents
+    return DossierSubmission(
+        procedure_code=procedure_code,
+        receiving_unit=receiving_unit,
+        competent_unit=competent_unit,
+        delivery_channel=delivery,
+        applicant=Applicant(
+            citizen_id=citizen_id or person.citizen_id,
+            full_name=full_name or person.full_name,
+            date_of_birth=person.date_of_birth,
+            phone=person.phone,
+            address=person.address,
+        ),
+        documents=[
+            SubmittedDocument(kind=d.kind, title=d.name, pages=2) for d in required[skip_documents:]
+        ],
+        subject_reference=subject_reference,
+        received_at=received_at,
+    )
+
+
+async def submit(stack: EngineStack, sub: DossierSubmission) -> str:
+    receipt = await dossiers.submit(
+        stack.client, sub, default_catalogue(), stack.settings.database_url
+    )
+    stack.started.append(receipt.code)
+    return receipt.code
+
+
+async def view(stack: EngineStack, code: str) -> DossierView:
+    return await dossiers.status(stack.client, code)
+
+
+async def wait_for(stack: EngineStack, code: str, action: Action, timeout: float = 30) -> DossierView:
+    """Until the dossier awaits `action`; fails with what it awaits instead."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = await view(stack, code)
+        if any(a.action == action.value for a in current.awaiting):
+            return current
+        if current.stage is Stage.CLOSED or time.monotonic() > deadline:
+            raise AssertionError(
+                f"{code} never awaited {action.value}: {current.status.value} at "
+                f"{current.stage.value}, awaiting {[a.action for a in current.awaiting]}"
+            )
+        await asyncio.sleep(0.1)
+
+
+async def act(stack: EngineStack, code: str, action: Action, step: Step) -> Acknowledgement:
+    await wait_for(stack, code, action)
+    return await dossiers.act(stack.client, code, action, step)
+
+
+async def result(stack: EngineStack, code: str, timeout: float = 60) -> DossierResult:
+    handle: WorkflowHandle[object, DossierResult] = stack.client.get_workflow_handle(
+        code, result_type=DossierResult
+    )
+    return await asyncio.wait_for(handle.result(), timeout)
+
+
+async def timeline(stack: EngineStack, code: str) -> list[TimelineEntry]:
+    return await dossiers.timeline(stack.client, code)
+
+
+def portal_statuses(stack: EngineStack, code: str) -> list[int]:
+    response = httpx.get(f"{stack.simulators.url('portal')}/_sim/dossiers/{code}/statuses")
+    response.raise_for_status()
+    return [int(s) for s in response.json()["statuses"]]

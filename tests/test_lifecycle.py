@@ -1,0 +1,306 @@
+"""Every ending and every route of a dossier, on the real stack."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from domain.calendar import default_calendar
+from domain.signatures import verify_signature
+from domain.statuses import DossierStatus, Outcome, Role
+from schemas.actions import (
+    Action,
+    Appraisal,
+    Approval,
+    Certification,
+    HandOver,
+    Recommendation,
+    Refusal,
+    Withdrawal,
+)
+from schemas.catalogue import DeliveryChannel
+from simulators.seed import sample_civil_packages, sample_enterprises, unknown_citizen_id
+from tests.conftest import EngineStack
+from tests.driver import (
+    act,
+    officer,
+    portal_statuses,
+    result,
+    submission,
+    submit,
+    timeline,
+    view,
+    wait_for,
+)
+
+HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
+BIRTH = "1.001193"  # khai sinh: ward tier, 1 working day, no fee
+BUSINESS_HOUSEHOLD = "1.001612"  # hộ kinh doanh: ward tier, 3 wd, fee
+PRIVATE_ENTERPRISE = "2.001610"  # doanh nghiệp tư nhân: city tier, Sở Tài chính, fee
+CERTIFIED_COPY = "2.000815"  # chứng thực bản sao: same day, per-page fee
+
+
+async def approve_through(stack: EngineStack, code: str, unit: str) -> None:
+    await act(
+        stack,
+        code,
+        Action.APPRAISE,
+        Appraisal(officer=officer(Role.SPECIALIST, unit), recommendation=Recommendation.APPROVE),
+    )
+    await act(stack, code, Action.APPROVE, Approval(officer=officer(Role.LEADER, unit)))
+
+
+def ca_pem(stack: EngineStack) -> str:
+    response = httpx.get(f"{stack.simulators.url('signing')}/v1/ca")
+    response.raise_for_status()
+    return str(response.json()["certificate_pem"])
+
+
+async def test_ward_tier_dossier_filed_at_another_ward_is_decided_there_and_returned_at_the_counter(
+    stack: EngineStack,
+) -> None:
+    package = sample_civil_packages()[0].package_id
+    code = await submit(
+        stack,
+        submission(BIRTH, "hoan-kiem", competent_unit="ba-dinh", subject_reference=package),
+    )
+    assert code.startswith("000.01.") and code.split("-")[1] == datetime.now(HANOI).strftime(
+        "%y%m%d"
+    )
+    await approve_through(stack, code, "ba-dinh")
+    # The result comes back to the counter that took the dossier.
+    await act(
+        stack,
+        code,
+        Action.HAND_OVER,
+        HandOver(officer=officer(Role.COUNTER_OFFICER, "hoan-kiem"), rating=3),
+    )
+    outcome = await result(stack, code)
+
+    assert outcome.outcome is Outcome.APPROVED
+    assert outcome.status is DossierStatus.RETURNED
+    assert outcome.on_time is True and outcome.apologized is False
+    assert portal_statuses(stack, code) == [2, 4, 9, 10]
+    final = await view(stack, code)
+    assert (final.receiving_unit, final.competent_unit, final.lane) == (
+        "hoan-kiem",
+        "ba-dinh",
+        "ward-processing",
+    )
+    steps = [entry.step for entry in await timeline(stack, code)]
+    assert steps[0] == "receipt and appointment slip" and steps[-1] == "result returned"
+    # The decision is e-signed by the leader over the SHA-256 of the document.
+    [decision] = outcome.documents
+    assert decision.signature is not None
+    check = verify_signature(
+        Path(decision.path).read_bytes(),
+        decision.signature.signature_b64,
+        decision.signature.certificate_pem,
+        ca_pem(stack),
+    )
+    assert check.valid and check.signer_id == "ba-dinh.leader.1"
+
+
+async def test_city_tier_dossier_goes_to_the_department_and_comes_back_to_the_ward(
+    stack: EngineStack,
+) -> None:
+    enterprise = sample_enterprises()[0].enterprise_code
+    code = await submit(
+        stack,
+        submission(
+            PRIVATE_ENTERPRISE,
+            "ha-dong",
+            citizen=1,
+            subject_reference=enterprise,
+            delivery=DeliveryChannel.POST,
+        ),
+    )
+    current = await view(stack, code)
+    assert current.competent_unit == "so-tai-chinh"
+    await approve_through(stack, code, "so-tai-chinh")
+    outcome = await result(stack, code)
+
+    assert outcome.outcome is Outcome.APPROVED and outcome.on_time is True
+    final = await view(stack, code)
+    assert final.lane == "city-processing" and final.receiving_unit == "ha-dong"
+    # Fees requested (6) before the result is ready; sent back by post.
+    assert portal_statuses(stack, code) == [2, 4, 6, 4, 9, 10]
+    notes = [entry.note for entry in await timeline(stack, code)]
+    assert any(note.startswith("sent by post, tracking") for note in notes)
+    history = await stack.client.get_workflow_handle(f"{code}.processing").fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert started.task_queue.name == "city-processing"
+
+
+async def test_certification_runs_on_its_own_lane_and_is_returned_online(stack: EngineStack) -> None:
+    code = await submit(
+        stack, submission(CERTIFIED_COPY, "cua-nam", citizen=2, delivery=DeliveryChannel.ONLINE)
+    )
+    await act(
+        stack, code, Action.CERTIFY, Certification(officer=officer(Role.CERTIFIER, "cua-nam"))
+    )
+    outcome = await result(stack, code)
+
+    assert outcome.outcome is Outcome.APPROVED
+    assert (await view(stack, code)).lane == "certification"
+    [copy] = outcome.documents
+    assert copy.kind.value == "certified_copy" and copy.signature is not None
+    assert "Số chứng thực" in Path(copy.path).read_text(encoding="utf-8")
+    # 3 documents x 2 pages? The sample has one document of 2 pages, 1 copy: 2 x 2,000 VND.
+    assert portal_statuses(stack, code)[-1] == 10
+
+
+def last_working_day_before_today() -> datetime:
+    calendar = default_calendar()
+    day = datetime.now(HANOI).date() - timedelta(days=1)
+    while not calendar.is_working_day(day):
+        day -= timedelta(days=1)
+    return datetime.combine(day, time(0, 0), HANOI)
+
+
+@pytest.mark.parametrize(("hour", "same_day"), [(10, True), (15, False)])
+async def test_certification_received_after_15h_is_due_the_next_working_day(
+    stack: EngineStack, hour: int, same_day: bool
+) -> None:
+    received = last_working_day_before_today().replace(hour=hour, minute=30)
+    code = await submit(
+        stack, submission(CERTIFIED_COPY, "giang-vo", citizen=3, received_at=received)
+    )
+    current = await wait_for(stack, code, Action.CERTIFY)
+    assert current.clock is not None
+    due_day = received.date() if same_day else default_calendar().next_working_day(received.date())
+    assert current.clock.due_at == datetime.combine(due_day, time(17, 0), HANOI)
+    await act(
+        stack,
+        code,
+        Action.WITHDRAW,
+        Withdrawal(officer=officer(Role.COUNTER_OFFICER, "giang-vo"), reason="citizen withdraws"),
+    )
+    assert (await result(stack, code)).outcome is Outcome.WITHDRAWN
+
+
+async def test_refusal_by_the_leader_returns_a_signed_refusal_notice(stack: EngineStack) -> None:
+    enterprise = sample_enterprises()[1].enterprise_code
+    code = await submit(
+        stack,
+        submission(
+            BUSINESS_HOUSEHOLD,
+            "dong-da",
+            citizen=4,
+            subject_reference=enterprise,
+            delivery=DeliveryChannel.ONLINE,
+        ),
+    )
+    await act(
+        stack,
+        code,
+        Action.APPRAISE,
+        Appraisal(
+            officer=officer(Role.SPECIALIST, "dong-da"),
+            recommendation=Recommendation.REFUSE,
+            note="ngành nghề cấm",
+        ),
+    )
+    await act(
+        stack,
+        code,
+        Action.REFUSE,
+        Refusal(
+            officer=officer(Role.LEADER, "dong-da"),
+            reason="Ngành nghề kinh doanh bị cấm theo Luật Đầu tư",
+        ),
+    )
+    outcome = await result(stack, code)
+
+    assert outcome.outcome is Outcome.REFUSED
+    assert outcome.status is DossierStatus.RETURNED
+    assert outcome.reason == "Ngành nghề kinh doanh bị cấm theo Luật Đầu tư"
+    assert [d.kind.value for d in outcome.documents] == ["refusal_notice"]
+    assert portal_statuses(stack, code) == [2, 4, 9, 10]
+
+
+async def test_withdrawal_before_the_decision_stops_the_dossier(stack: EngineStack) -> None:
+    code = await submit(
+        stack,
+        submission(
+            BIRTH, "tay-ho", citizen=5, subject_reference=sample_civil_packages()[5].package_id
+        ),
+    )
+    await act(
+        stack,
+        code,
+        Action.WITHDRAW,
+        Withdrawal(officer=officer(Role.COUNTER_OFFICER, "tay-ho"), reason="công dân rút hồ sơ"),
+    )
+    outcome = await result(stack, code)
+
+    assert outcome.outcome is Outcome.WITHDRAWN and outcome.status is DossierStatus.WITHDRAWN
+    assert outcome.on_time is None
+    assert portal_statuses(stack, code) == [2, 4, 7]
+
+
+async def test_identity_mismatch_is_rejected_at_intake(stack: EngineStack) -> None:
+    code = await submit(stack, submission(BIRTH, "cau-giay", citizen=6, full_name="Người Khác Tên"))
+    outcome = await result(stack, code)
+
+    assert outcome.outcome is Outcome.REJECTED_AT_INTAKE
+    assert outcome.reason == "identity does not match the population registry: full_name"
+    assert portal_statuses(stack, code) == [3]
+
+
+async def test_incomplete_dossier_is_rejected_at_intake_listing_what_is_missing(
+    stack: EngineStack,
+) -> None:
+    code = await submit(
+        stack, submission(BUSINESS_HOUSEHOLD, "cau-giay", citizen=7, skip_documents=1)
+    )
+    outcome = await result(stack, code)
+
+    assert outcome.outcome is Outcome.REJECTED_AT_INTAKE
+    assert outcome.reason is not None and outcome.reason.startswith("incomplete dossier, missing: ")
+
+
+async def test_a_registry_refusal_ends_in_a_clear_state_without_retrying(stack: EngineStack) -> None:
+    """Permanent fault: the population registry answers 404 for an unknown citizen ID."""
+    unknown = unknown_citizen_id()
+    code = await submit(stack, submission(BIRTH, "long-bien", citizen=8, citizen_id=unknown))
+    outcome = await result(stack, code)
+
+    assert outcome.outcome is Outcome.REJECTED_AT_INTAKE
+    assert outcome.reason is not None
+    assert outcome.reason.startswith("identity check refused: population registry refused")
+    assert "404" in outcome.reason
+    calls = httpx.get(f"{stack.simulators.url('population')}/_sim/calls").json()
+    assert sum(1 for c in calls if c["body"] and c["body"].get("citizen_id") == unknown) == 1
+
+
+async def test_a_transient_registry_fault_is_retried_to_success(stack: EngineStack) -> None:
+    population = stack.simulators.url("population")
+    httpx.post(f"{population}/_sim/faults", json={"fail_next": 2, "status": 503}).raise_for_status()
+    code = await submit(
+        stack,
+        submission(
+            BIRTH,
+            "hoang-mai",
+            citizen=9,
+            subject_reference=sample_civil_packages()[9].package_id,
+            delivery=DeliveryChannel.ONLINE,
+        ),
+    )
+    await approve_through(stack, code, "hoang-mai")
+    outcome = await result(stack, code)
+
+    assert outcome.outcome is Outcome.APPROVED
+    history = await stack.client.get_workflow_handle(code).fetch_history()
+    attempts = [
+        e.activity_task_started_event_attributes.attempt
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+    ]
+    assert attempts[0] == 3  # the identity check: two 503s, then success
+    failures = [c for c in httpx.get(f"{population}/_sim/calls").json() if c["status"] == 503]
+    assert len(failures) >= 2

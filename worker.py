@@ -1,0 +1,168 @@
+"""Workers for the lanes you name: `python worker.py --queues certification,intake`.
+
+Each task queue is a lane that scales alone: in a surge at the certification counters,
+start more `--queues certification` processes and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import signal
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+import logs
+from activities import clock
+from activities.books import BookActivities
+from activities.documents import DocumentActivities
+from activities.http import new_http_client
+from activities.notify import NotifyActivities
+from activities.payment import PaymentActivities
+from activities.portal import PortalActivities
+from activities.registries import RegistryActivities
+from config import Settings, settings
+from domain import lanes
+from domain.calendar import default_calendar
+from domain.catalogue import default_catalogue
+from schemas.catalogue import Registry
+from store.db import create_schema
+from workflows.certification import CertificationWorkflow
+from workflows.dossier import DossierWorkflow
+from workflows.processing import ProcessingWorkflow
+
+# Pure modules the workflows import: loaded once per process instead of once per workflow run.
+PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "schemas", "domain", "holidays")
+
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
+WORKFLOWS: dict[str, list[type]] = {
+    lanes.INTAKE: [DossierWorkflow],
+    lanes.CERTIFICATION: [CertificationWorkflow],
+    lanes.WARD_PROCESSING: [ProcessingWorkflow],
+    lanes.CITY_PROCESSING: [ProcessingWorkflow],
+}
+
+
+def activities_for(
+    queue: str, config: Settings, http: httpx.AsyncClient
+) -> list[Callable[..., Any]]:
+    registries = RegistryActivities(config, http)
+    if queue == lanes.REGISTRY_QUEUES[Registry.POPULATION]:
+        return [registries.check_identity, registries.consult_registry]
+    if queue in lanes.REGISTRY_QUEUES.values():
+        return [registries.consult_registry]
+    if queue == lanes.PAYMENT:
+        return [PaymentActivities(config, http).collect_fee]
+    if queue == lanes.PORTAL:
+        return [PortalActivities(config, http).sync_portal]
+    if queue == lanes.SIGNING:
+        return [DocumentActivities(config, http).issue_document]
+    if queue == lanes.NOTIFY:
+        notify = NotifyActivities(config, http)
+        return [notify.notify, notify.send_by_post]
+    if queue in WORKFLOWS:
+        # Local activities run in the workflow's own worker.
+        return [*clock.CLOCK_ACTIVITIES, BookActivities(config).next_book_number]
+    raise ValueError(f"no activities for queue {queue}")
+
+
+def build_workers(
+    client: Client,
+    config: Settings,
+    queues: Sequence[str],
+    http: httpx.AsyncClient,
+    *,
+    max_concurrent_activities: int = 100,
+    max_concurrent_workflow_tasks: int = 100,
+    executor: concurrent.futures.Executor | None = None,
+    workflow_runner: Any = None,
+) -> list[Worker]:
+    executor = executor or concurrent.futures.ThreadPoolExecutor(
+        max_workers=max_concurrent_activities
+    )
+    runner = workflow_runner or sandbox_runner()
+    return [
+        Worker(
+            client,
+            task_queue=queue,
+            workflows=WORKFLOWS.get(queue, []),
+            activities=activities_for(queue, config, http),
+            activity_executor=executor,
+            workflow_runner=runner,
+            max_concurrent_activities=max_concurrent_activities,
+            max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+        )
+        for queue in queues
+    ]
+
+
+def warm_up() -> None:
+    """Load the calendar and the catalogue before the first dossier, not during it; a bad
+    catalogue entry stops the start here with its name and field."""
+    default_catalogue()
+    default_calendar().is_working_day(date.today())
+
+
+async def connect(config: Settings, address: str | None = None) -> Client:
+    target = address or config.temporal_address
+    if target is None:
+        raise SystemExit("TEMPORAL_ADDRESS is not set: start `make run` or point it at a server")
+    return await Client.connect(
+        target, namespace=config.temporal_namespace, data_converter=pydantic_data_converter
+    )
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--queues",
+        default="all",
+        help="comma-separated lanes or groups (all, workflows, registries); e.g. certification,intake",
+    )
+    parser.add_argument("--max-concurrent-activities", type=int, default=100)
+    parser.add_argument("--max-concurrent-workflow-tasks", type=int, default=100)
+    args = parser.parse_args(argv)
+    try:
+        queues = lanes.expand(args.queues)
+    except ValueError as err:
+        parser.error(str(err))
+    config = settings()
+    logs.configure(config.log_level)
+    warm_up()
+    await create_schema(config.database_url)
+    client = await connect(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with new_http_client() as http:
+        workers = build_workers(
+            client,
+            config,
+            queues,
+            http,
+            max_concurrent_activities=args.max_concurrent_activities,
+            max_concurrent_workflow_tasks=args.max_concurrent_workflow_tasks,
+        )
+        runs = [asyncio.create_task(w.run()) for w in workers]
+        print(f"worker: serving {', '.join(queues)} on {config.temporal_address}", flush=True)
+        await stop.wait()
+        await asyncio.gather(*(w.shutdown() for w in workers))
+        await asyncio.gather(*runs, return_exceptions=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

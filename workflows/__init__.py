@@ -1,0 +1,1 @@
+"""Orchestration only, deterministic: the dossier lifecycle and its processing lanes."""

@@ -1,0 +1,71 @@
+"""The certification fast lane (chứng thực): its own queue, so a surge of copies at one ward's
+counter scales on its own workers. Decree 23/2015 as amended: certify, number in the
+certification book, sign, collect the fee, hand back the same day."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+from domain.statuses import DossierStatus, Outcome, Role
+from schemas.actions import Acknowledgement, Action, Certification, Refusal
+from schemas.exchanges import ResultKind
+from schemas.lanes import LaneJob, LaneResult
+from workflows.lane import LaneWorkflow
+from workflows.policies import LOCAL_CALL
+
+with workflow.unsafe.imports_passed_through():
+    from activities.books import BookActivities
+
+
+@workflow.defn(name="Certification")
+class CertificationWorkflow(LaneWorkflow):
+    @workflow.run
+    async def run(self, job: LaneJob) -> LaneResult:
+        self._begin(job)
+        filing = self.filing
+        unit = filing.competent_unit.code
+        action = await self._await_step(
+            [(Action.CERTIFY, Role.CERTIFIER, unit), (Action.REFUSE, Role.CERTIFIER, unit)],
+            status=DossierStatus.IN_PROCESSING,
+            step="awaiting certification",
+            note=f"{filing.submission.copies} copies, due {self.clock.due_at.isoformat()}",
+        )
+        if action is Action.WITHDRAW:
+            return await self._withdrawn()
+        self._decided = True
+        if action is Action.REFUSE:
+            refusal = self._take(Action.REFUSE)
+            assert isinstance(refusal, Refusal)
+            notice = await self._issue(
+                ResultKind.REFUSAL_NOTICE, refusal.officer, refusal.reason, e_sign=True
+            )
+            return await self._finish(Outcome.REFUSED, reason=refusal.reason, documents=[notice])
+
+        certification = self._take(Action.CERTIFY)
+        assert isinstance(certification, Certification)
+        year = workflow.now().year
+        number = await workflow.execute_local_activity_method(
+            BookActivities.next_book_number,
+            f"certbook:{unit}:{year}",
+            start_to_close_timeout=LOCAL_CALL,
+        )
+        book_entry = f"Số chứng thực {number}, quyển số 01/{year}-SCT/BS"
+        await self._report(
+            DossierStatus.IN_PROCESSING, "certified", certification.officer.officer_id, book_entry
+        )
+        copy = await self._issue(
+            ResultKind.CERTIFIED_COPY,
+            certification.officer,
+            f"Chứng thực: {filing.procedure.name}. {book_entry}. {certification.note}".strip(),
+            e_sign=filing.procedure.e_signed,
+        )
+        paid = await self._collect_fee()
+        return await self._finish(Outcome.APPROVED, documents=[copy], fee_paid_vnd=paid)
+
+    @workflow.update
+    def certify(self, step: Certification) -> Acknowledgement:
+        return self._accept(Action.CERTIFY, step)
+
+    @certify.validator
+    def _validate_certify(self, step: Certification) -> None:
+        self._check(Action.CERTIFY, step.officer)

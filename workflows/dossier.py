@@ -1,0 +1,451 @@
+"""The life of one dossier, from the counter to the return of its result.
+
+One workflow per dossier; its id is the dossier code. Intake and return happen here, at the
+receiving unit; processing happens in a child workflow on the competent unit's lane
+(certification, ward-processing or city-processing), which reports its progress back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ChildWorkflowError
+
+from domain.catalogue import missing_documents
+from domain.routing import Route, route
+from domain.statuses import FINAL_STATUS, DossierStatus, Outcome, Role, Stage, portal_code
+from schemas.actions import Acknowledgement, Action, HandOver, Withdrawal
+from schemas.catalogue import DeliveryChannel, Registry
+from schemas.dossier import (
+    AwaitedAction,
+    ClockState,
+    DossierFiling,
+    DossierView,
+    TimelineEntry,
+)
+from schemas.exchanges import (
+    DueRequest,
+    IdentityCheck,
+    IssuedDocument,
+    Notification,
+    NotificationChannel,
+    PortalSync,
+    PostOrder,
+)
+from schemas.lanes import DossierResult, LaneJob, LaneResult, ProgressEvent
+from workflows import search_attributes as sa
+from workflows.certification import CertificationWorkflow
+from workflows.policies import LOCAL_CALL, REGISTRY_CALL, TRANSIENT, is_rejection, rejection_message
+from workflows.processing import ProcessingWorkflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities import clock
+    from activities.notify import NotifyActivities
+    from activities.portal import PortalActivities
+    from activities.registries import RegistryActivities
+    from domain import lanes
+
+SYSTEM = "system"
+INTAKE_CHANNEL_CODES = {"counter": 1, "online": 2, "post": 3}
+
+
+@workflow.defn(name="Dossier")
+class DossierWorkflow:
+    def __init__(self) -> None:
+        self._filing: DossierFiling | None = None
+        self._stage = Stage.INTAKE
+        self._status = DossierStatus.SUBMITTED
+        self._timeline: list[TimelineEntry] = []
+        self._clock: ClockState | None = None
+        self._route: Route | None = None
+        self._awaiting: list[AwaitedAction] = []
+        self._handled_by = ""
+        self._withdrawal: Withdrawal | None = None
+        self._hand_over: HandOver | None = None
+        self._result_ready_at: datetime | None = None
+        self._outcome: Outcome | None = None
+        self._reason: str | None = None
+        self._closed_at: datetime | None = None
+        self._synced: tuple[DossierStatus, datetime | None] | None = None
+        self._lock = asyncio.Lock()
+
+    @workflow.run
+    async def run(self, filing: DossierFiling) -> DossierResult:
+        self._filing = filing
+        self._handled_by = workflow.info().workflow_id
+
+        # Intake at the receiving unit (Decree 61/2018 arts. 17-18).
+        refusal = await self._intake()
+        if refusal is not None:
+            return await self._close(Outcome.REJECTED_AT_INTAKE, refusal)
+        if self._withdrawal is not None:
+            return await self._close(Outcome.WITHDRAWN, self._withdrawal.reason)
+
+        # Routing and processing at the competent unit, on its lane (Decree 118/2025 art. 4).
+        lane = await self._process()
+        if lane.outcome in (Outcome.WITHDRAWN, Outcome.STOPPED):
+            return await self._close(lane.outcome, lane.reason)
+
+        # The result is back at the receiving unit (electronic transfer, at once): return it
+        # (art. 20), then close.
+        self._result_ready_at = lane.decided_at
+        ready = (
+            DossierStatus.REFUSED if lane.outcome is Outcome.REFUSED else DossierStatus.RESULT_READY
+        )
+        await self._record(ready, "result at the receiving unit", SYSTEM, lane.reason or "")
+        await self._return_result(lane.documents)
+        return await self._close(lane.outcome, lane.reason, lane.documents)
+
+    # --- intake --------------------------------------------------------------------------------
+    async def _intake(self) -> str | None:
+        """Completeness, identity, receipt with appointment. Returns the refusal reason, if any."""
+        filing = self.filing
+        submission = filing.submission
+        missing = missing_documents(filing.procedure, (d.kind for d in submission.documents))
+        if missing:
+            return "incomplete dossier, missing: " + ", ".join(d.name for d in missing)
+        applicant = submission.applicant
+        try:
+            identity = await workflow.execute_activity_method(
+                RegistryActivities.check_identity,
+                IdentityCheck(
+                    dossier_code=filing.code,
+                    citizen_id=applicant.citizen_id,
+                    full_name=applicant.full_name,
+                    date_of_birth=applicant.date_of_birth,
+                ),
+                task_queue=lanes.REGISTRY_QUEUES[Registry.POPULATION],
+                start_to_close_timeout=REGISTRY_CALL,
+                retry_policy=TRANSIENT,
+            )
+        except ActivityError as err:
+            if is_rejection(err):
+                return f"identity check refused: {rejection_message(err)}"
+            raise
+        if not identity.matched:
+            return "identity does not match the population registry: " + ", ".join(
+                identity.mismatches
+            )
+        due_at = await workflow.execute_local_activity(
+            clock.compute_due,
+            DueRequest(received_at=filing.received_at, deadline=filing.procedure.deadline),
+            start_to_close_timeout=LOCAL_CALL,
+        )
+        self._clock = ClockState(due_at=due_at)
+        await self._record(
+            DossierStatus.RECEIVED,
+            "receipt and appointment slip",
+            f"counter:{filing.receiving_unit.code}",
+            f"appointment {due_at.isoformat()}",
+        )
+        await self._notify_applicant(
+            "receipt", f"Hồ sơ {filing.code} đã được tiếp nhận; hẹn trả {due_at:%d/%m/%Y %H:%M}"
+        )
+        return None
+
+    # --- processing on the competent unit's lane -----------------------------------------------
+    async def _process(self) -> LaneResult:
+        filing = self.filing
+        self._route = route(filing.procedure, filing.receiving_unit, filing.competent_unit)
+        self._stage = Stage.PROCESSING
+        certification = self._route.lane == lanes.CERTIFICATION
+        child_id = f"{filing.code}.{'certification' if certification else 'processing'}"
+        await self._record(
+            DossierStatus.IN_PROCESSING,
+            "transferred",
+            SYSTEM,
+            f"to {filing.competent_unit.code} on {self._route.lane}",
+        )
+        self._handled_by = child_id
+        job = LaneJob(filing=filing, clock=self.clock)
+        try:
+            if certification:
+                result = await workflow.execute_child_workflow(
+                    CertificationWorkflow.run, job, id=child_id, task_queue=self._route.lane
+                )
+            else:
+                result = await workflow.execute_child_workflow(
+                    ProcessingWorkflow.run, job, id=child_id, task_queue=self._route.lane
+                )
+        except ChildWorkflowError as err:
+            # A lane that cannot go on (for example a refused signature) stops the dossier
+            # with its reason instead of leaving it half-done.
+            reason = f"processing stopped: {err.cause or err}"
+            result = LaneResult(
+                outcome=Outcome.STOPPED, clock=self.clock, decided_at=workflow.now(), reason=reason
+            )
+        self._handled_by = workflow.info().workflow_id
+        self._awaiting = []
+        self._clock = result.clock
+        return result
+
+    @workflow.signal
+    async def progress(self, event: ProgressEvent) -> None:
+        """A lane's report: status, appointment and what it awaits now."""
+        self._clock = event.clock
+        self._awaiting = event.awaiting
+        entry = event.entry
+        await self._record(entry.status, entry.step, entry.actor, entry.note, at=entry.at)
+
+    # --- return of the result ---------------------------------------------------------------------
+    async def _return_result(self, documents: list[IssuedDocument]) -> None:
+        filing = self.filing
+        self._stage = Stage.RETURN
+        channel = filing.submission.delivery_channel
+        applicant = filing.submission.applicant
+        if channel is DeliveryChannel.COUNTER:
+            self._awaiting = [
+                AwaitedAction(
+                    action=Action.HAND_OVER.value,
+                    role=Role.COUNTER_OFFICER.value,
+                    unit=filing.receiving_unit.code,
+                    since=workflow.now(),
+                )
+            ]
+            await self._notify_applicant(
+                "result_ready",
+                f"Hồ sơ {filing.code}: mời nhận kết quả tại {filing.receiving_unit.name}",
+            )
+            await workflow.wait_condition(lambda: self._hand_over is not None)
+            assert self._hand_over is not None
+            self._awaiting = []
+            actor = self._hand_over.officer.officer_id
+            note = "handed over at the counter"
+            if self._hand_over.rating is not None:
+                note += f"; rating {self._hand_over.rating}"
+        elif channel is DeliveryChannel.POST:
+            receipt = await workflow.execute_activity_method(
+                NotifyActivities.send_by_post,
+                PostOrder(
+                    dossier_code=filing.code,
+                    recipient_name=applicant.full_name,
+                    address=applicant.address or filing.receiving_unit.name,
+                    item=", ".join(d.kind.value for d in documents) or "result",
+                ),
+                task_queue=lanes.NOTIFY,
+                start_to_close_timeout=REGISTRY_CALL,
+                retry_policy=TRANSIENT,
+            )
+            actor, note = SYSTEM, f"sent by post, tracking {receipt.tracking_number}"
+        else:
+            await self._notify_applicant(
+                "result_online",
+                f"Hồ sơ {filing.code}: kết quả điện tử đã có trên Cổng dịch vụ công",
+            )
+            actor, note = SYSTEM, "delivered online"
+        await self._record(DossierStatus.RETURNED, "result returned", actor, note)
+
+    @workflow.update
+    def hand_over(self, step: HandOver) -> Acknowledgement:
+        self._hand_over = step
+        return Acknowledgement(
+            action=Action.HAND_OVER, accepted_at=workflow.now(), status=self._status
+        )
+
+    @hand_over.validator
+    def _validate_hand_over(self, step: HandOver) -> None:
+        self._check(Action.HAND_OVER, step.officer.role, step.officer.unit)
+
+    @workflow.update
+    def withdraw(self, step: Withdrawal) -> Acknowledgement:
+        self._withdrawal = step
+        return Acknowledgement(
+            action=Action.WITHDRAW, accepted_at=workflow.now(), status=self._status
+        )
+
+    @withdraw.validator
+    def _validate_withdraw(self, step: Withdrawal) -> None:
+        if self._stage is not Stage.INTAKE or self._withdrawal is not None:
+            raise ValueError(
+                f"withdraw: dossier {self.filing.code} is past intake; a withdrawal goes to "
+                f"{self._handled_by} while the competent unit holds it, and is impossible after "
+                "the decision"
+            )
+        if (
+            step.officer.role != Role.COUNTER_OFFICER
+            or step.officer.unit != self.filing.receiving_unit.code
+        ):
+            raise ValueError(
+                f"withdraw needs role {Role.COUNTER_OFFICER.value} at {self.filing.receiving_unit.code}"
+            )
+
+    def _check(self, action: Action, role: str, unit: str) -> None:
+        awaited = next((a for a in self._awaiting if a.action == action.value), None)
+        if awaited is None or self._stage is not Stage.RETURN:
+            raise ValueError(
+                f"{action.value} is not possible now: dossier {self.filing.code} is "
+                f"{self._status.value} at stage {self._stage.value}"
+            )
+        if role != awaited.role:
+            raise ValueError(
+                f"{action.value} needs role {awaited.role}; the officer acts as {role}"
+            )
+        if unit != awaited.unit:
+            raise ValueError(
+                f"{action.value} is taken at unit {awaited.unit}; the officer belongs to {unit}"
+            )
+
+    # --- closing -------------------------------------------------------------------------------
+    async def _close(
+        self, outcome: Outcome, reason: str | None, documents: list[IssuedDocument] | None = None
+    ) -> DossierResult:
+        self._outcome = outcome
+        self._reason = reason
+        final = FINAL_STATUS[outcome]
+        if final is not self._status:
+            await self._record(final, f"closed: {outcome.value}", SYSTEM, reason or "")
+        self._stage = Stage.CLOSED
+        self._closed_at = workflow.now()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return DossierResult(
+            code=self.filing.code,
+            outcome=outcome,
+            status=self._status,
+            received_at=self.filing.received_at,
+            due_at=self._clock.due_at if self._clock else None,
+            result_ready_at=self._result_ready_at,
+            closed_at=self._closed_at,
+            on_time=self._on_time(),
+            apologized=bool(self._clock and self._clock.apologized),
+            reason=reason,
+            documents=documents or [],
+        )
+
+    def _on_time(self) -> bool | None:
+        """On time when the result reached the receiving unit by the appointment and no apology
+        slip was needed; a citizen's late pick-up does not make the unit late."""
+        if self._result_ready_at is None or self._clock is None:
+            return None
+        return not self._clock.apologized and self._result_ready_at <= self._clock.due_at
+
+    # --- status, timeline, portal and search attributes -----------------------------------------
+    async def _record(
+        self,
+        status: DossierStatus,
+        step: str,
+        actor: str,
+        note: str = "",
+        at: datetime | None = None,
+    ) -> None:
+        """One step in the timeline; the portal and the search attributes follow the status
+        and the appointment. Serialised, so the portal sees statuses in order."""
+        async with self._lock:
+            self._status = status
+            due_at = self._clock.due_at if self._clock else None
+            entry = TimelineEntry(
+                at=at or workflow.now(),
+                status=status,
+                step=step,
+                actor=actor,
+                note=note,
+                due_at=due_at,
+            )
+            self._timeline.append(entry)
+            self._upsert_search_attributes()
+            if self._synced != (status, due_at):
+                self._synced = (status, due_at)
+                await self._sync_portal(entry)
+
+    async def _sync_portal(self, entry: TimelineEntry) -> None:
+        filing = self.filing
+        try:
+            await workflow.execute_activity_method(
+                PortalActivities.sync_portal,
+                PortalSync(
+                    dossier_code=filing.code,
+                    procedure_code=filing.procedure.code,
+                    status_code=portal_code(entry.status),
+                    received_at=filing.received_at,
+                    due_at=entry.due_at,
+                    processing_unit=filing.competent_unit.code,
+                    intake_channel=INTAKE_CHANNEL_CODES[filing.submission.intake_channel.value],
+                    step=entry.step,
+                    actor=entry.actor,
+                    at=entry.at,
+                    returned_at=entry.at if entry.status is DossierStatus.RETURNED else None,
+                ),
+                task_queue=lanes.PORTAL,
+                start_to_close_timeout=REGISTRY_CALL,
+                retry_policy=TRANSIENT,
+            )
+        except ActivityError as err:
+            if not is_rejection(err):
+                raise
+            # The portal mirrors the dossier; its refusal must not hold the citizen's dossier.
+            self._timeline.append(
+                TimelineEntry(
+                    at=workflow.now(),
+                    status=entry.status,
+                    step="portal sync refused",
+                    actor=SYSTEM,
+                    note=rejection_message(err),
+                    due_at=entry.due_at,
+                )
+            )
+
+    def _upsert_search_attributes(self) -> None:
+        updates = [sa.STATUS.value_set(self._status.value)]
+        if self._clock is not None:
+            updates += [
+                sa.DUE_AT.value_set(self._clock.due_at),
+                sa.OVERDUE.value_set(self._clock.overdue),
+            ]
+        workflow.upsert_search_attributes(updates)
+
+    async def _notify_applicant(self, template: str, text: str) -> None:
+        applicant = self.filing.submission.applicant
+        await workflow.execute_activity_method(
+            NotifyActivities.notify,
+            Notification(
+                dossier_code=self.filing.code,
+                recipient=applicant.phone or applicant.email or applicant.citizen_id,
+                channel=NotificationChannel.SMS if applicant.phone else NotificationChannel.EMAIL,
+                template=template,
+                text=text,
+            ),
+            task_queue=lanes.NOTIFY,
+            start_to_close_timeout=REGISTRY_CALL,
+            retry_policy=TRANSIENT,
+        )
+
+    # --- queries -------------------------------------------------------------------------------
+    @property
+    def filing(self) -> DossierFiling:
+        assert self._filing is not None
+        return self._filing
+
+    @property
+    def clock(self) -> ClockState:
+        assert self._clock is not None
+        return self._clock
+
+    @workflow.query
+    def status(self) -> DossierView:
+        filing = self.filing
+        return DossierView(
+            code=filing.code,
+            procedure_code=filing.procedure.code,
+            procedure_version=filing.procedure.version,
+            receiving_unit=filing.receiving_unit.code,
+            competent_unit=filing.competent_unit.code,
+            tier=filing.procedure.tier.value,
+            lane=self._route.lane if self._route else lanes.INTAKE,
+            stage=self._stage,
+            status=self._status,
+            portal_status_code=portal_code(self._status),
+            received_at=filing.received_at,
+            clock=self._clock,
+            awaiting=self._awaiting,
+            handled_by=self._handled_by,
+            outcome=self._outcome,
+            result_ready_at=self._result_ready_at,
+            closed_at=self._closed_at,
+            on_time=self._on_time() if self._stage is Stage.CLOSED else None,
+            reason=self._reason,
+        )
+
+    @workflow.query
+    def timeline(self) -> list[TimelineEntry]:
+        return self._timeline

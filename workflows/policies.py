@@ -1,0 +1,38 @@
+"""Timeouts and retries for every activity the workflows call."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.http import REGISTRY_REJECTED
+
+# A registry outage can last hours: retry with backoff, without a cap, so the dossier waits
+# for the registry instead of failing; operators see the attempts and the last error.
+# A registry's refusal (4xx) is final and handled by the workflow.
+TRANSIENT = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=0,
+    non_retryable_error_types=[REGISTRY_REJECTED],
+)
+
+REGISTRY_CALL = timedelta(seconds=30)
+# Remote signing may wait for the signer to confirm in an app (VNPT SmartCA).
+SIGNING_CALL = timedelta(minutes=10)
+LOCAL_CALL = timedelta(seconds=10)
+
+
+def is_rejection(error: BaseException) -> bool:
+    """True when an activity failed because the other side refused the request (4xx)."""
+    cause = error.__cause__
+    return getattr(cause, "type", None) == REGISTRY_REJECTED
+
+
+def rejection_message(error: BaseException) -> str:
+    cause = error.__cause__
+    return str(getattr(cause, "message", None) or cause or error)

@@ -1,0 +1,206 @@
+"""Processing at the competent unit: a ward, or a city department on the city lane.
+
+Decree 61/2018 art. 18-19: the unit consults the registries, a specialist appraises (or asks
+for a supplement), the leader approves or refuses, the result is e-signed and fees are paid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+from domain.statuses import DossierStatus, Outcome, Role
+from schemas.actions import (
+    Acknowledgement,
+    Action,
+    Appraisal,
+    Approval,
+    Refusal,
+    Supplement,
+    SupplementRequest,
+)
+from schemas.exchanges import RegistryConsultation, RegistryFinding, ResultKind
+from schemas.lanes import LaneJob, LaneResult
+from workflows.lane import SYSTEM, LaneWorkflow
+from workflows.policies import REGISTRY_CALL, TRANSIENT, is_rejection, rejection_message
+
+with workflow.unsafe.imports_passed_through():
+    from activities.registries import RegistryActivities
+    from domain import lanes
+
+
+@workflow.defn(name="Processing")
+class ProcessingWorkflow(LaneWorkflow):
+    def __init__(self) -> None:
+        super().__init__()
+        self._missing: list[str] = []
+
+    @workflow.run
+    async def run(self, job: LaneJob) -> LaneResult:
+        self._begin(job)
+        filing = self.filing
+        unit = filing.competent_unit.code
+        findings = await self._consult_registries()
+
+        # Appraisal by a specialist; a supplement request sends the dossier back to the citizen.
+        note = "; ".join(
+            f"{f.registry.value}: {'found' if f.found else f.summary}" for f in findings
+        )
+        step, actor = "registries consulted", SYSTEM
+        while True:
+            action = await self._await_step(
+                [
+                    (Action.APPRAISE, Role.SPECIALIST, unit),
+                    (Action.REQUEST_SUPPLEMENT, Role.SPECIALIST, unit),
+                ],
+                status=DossierStatus.IN_PROCESSING,
+                step=step,
+                actor=actor,
+                note=note,
+            )
+            if action is Action.WITHDRAW:
+                return await self._withdrawn()
+            if action is Action.APPRAISE:
+                break
+            supplied = await self._supplement_round()
+            if supplied is None:
+                return await self._withdrawn()
+            step, actor = "supplement received", supplied.officer.officer_id
+            note = f"appointment now {self.clock.due_at.isoformat()}"
+
+        appraisal = self._take(Action.APPRAISE)
+        assert isinstance(appraisal, Appraisal)
+        action = await self._await_step(
+            [(Action.APPROVE, Role.LEADER, unit), (Action.REFUSE, Role.LEADER, unit)],
+            status=DossierStatus.IN_PROCESSING,
+            step="appraised",
+            actor=appraisal.officer.officer_id,
+            note=f"recommends {appraisal.recommendation.value}. {appraisal.note}".strip(),
+        )
+        if action is Action.WITHDRAW:
+            return await self._withdrawn()
+        self._decided = True
+        if action is Action.REFUSE:
+            refusal = self._take(Action.REFUSE)
+            assert isinstance(refusal, Refusal)
+            notice = await self._issue(
+                ResultKind.REFUSAL_NOTICE, refusal.officer, refusal.reason, e_sign=True
+            )
+            return await self._finish(Outcome.REFUSED, reason=refusal.reason, documents=[notice])
+
+        approval = self._take(Action.APPROVE)
+        assert isinstance(approval, Approval)
+        await self._report(
+            DossierStatus.IN_PROCESSING, "approved", approval.officer.officer_id, approval.note
+        )
+        decision = await self._issue(
+            ResultKind.DECISION,
+            approval.officer,
+            f"Phê duyệt: {filing.procedure.name}. {approval.note}".strip(),
+            e_sign=filing.procedure.e_signed,
+        )
+        paid = await self._collect_fee()
+        return await self._finish(Outcome.APPROVED, documents=[decision], fee_paid_vnd=paid)
+
+    async def _consult_registries(self) -> list[RegistryFinding]:
+        """The control sheet's consultations: every registry the procedure names, at once."""
+        filing = self.filing
+        registries = filing.procedure.registries
+        results = await asyncio.gather(
+            *(
+                workflow.execute_activity_method(
+                    RegistryActivities.consult_registry,
+                    RegistryConsultation(
+                        dossier_code=filing.code,
+                        registry=registry,
+                        subject_reference=filing.submission.subject_reference,
+                        citizen_id=filing.submission.applicant.citizen_id,
+                    ),
+                    task_queue=lanes.REGISTRY_QUEUES[registry],
+                    start_to_close_timeout=REGISTRY_CALL,
+                    retry_policy=TRANSIENT,
+                )
+                for registry in registries
+            ),
+            return_exceptions=True,
+        )
+        findings: list[RegistryFinding] = []
+        for registry, result in zip(registries, results, strict=True):
+            if not isinstance(result, BaseException):
+                findings.append(result)
+            elif isinstance(result, ActivityError) and is_rejection(result):
+                # A registry's refusal is a finding for the specialist to weigh, not a fault.
+                findings.append(
+                    RegistryFinding(
+                        registry=registry, found=False, summary=rejection_message(result)
+                    )
+                )
+            else:
+                raise result
+        return findings
+
+    async def _supplement_round(self) -> Supplement | None:
+        request = self._take(Action.REQUEST_SUPPLEMENT)
+        assert isinstance(request, SupplementRequest)
+        self._missing = list(request.missing)
+        await self._stop_clock()
+        await self._notify_applicant(
+            "supplement_requested",
+            f"Hồ sơ {self.filing.code} cần bổ sung: {', '.join(request.missing)}",
+        )
+        action = await self._await_step(
+            [(Action.PROVIDE_SUPPLEMENT, Role.COUNTER_OFFICER, self.filing.receiving_unit.code)],
+            status=DossierStatus.SUPPLEMENT_REQUESTED,
+            step="supplement requested",
+            actor=request.officer.officer_id,
+            note=f"missing: {', '.join(request.missing)}. {request.note}".strip(),
+        )
+        if action is Action.WITHDRAW:
+            return None
+        supplement = self._take(Action.PROVIDE_SUPPLEMENT)
+        assert isinstance(supplement, Supplement)
+        self._missing = []
+        await self._resume_clock()
+        return supplement
+
+    # --- human steps -----------------------------------------------------------------------
+    @workflow.update
+    def appraise(self, step: Appraisal) -> Acknowledgement:
+        return self._accept(Action.APPRAISE, step)
+
+    @appraise.validator
+    def _validate_appraise(self, step: Appraisal) -> None:
+        self._check(Action.APPRAISE, step.officer)
+
+    @workflow.update
+    def request_supplement(self, step: SupplementRequest) -> Acknowledgement:
+        return self._accept(Action.REQUEST_SUPPLEMENT, step)
+
+    @request_supplement.validator
+    def _validate_request_supplement(self, step: SupplementRequest) -> None:
+        self._check(Action.REQUEST_SUPPLEMENT, step.officer)
+
+    @workflow.update
+    def provide_supplement(self, step: Supplement) -> Acknowledgement:
+        return self._accept(Action.PROVIDE_SUPPLEMENT, step)
+
+    @provide_supplement.validator
+    def _validate_provide_supplement(self, step: Supplement) -> None:
+        self._check(Action.PROVIDE_SUPPLEMENT, step.officer)
+        given = {document.kind for document in step.documents}
+        still_missing = [kind for kind in self._missing if kind not in given]
+        if still_missing:
+            raise ValueError(
+                f"documents: the supplement must include every requested document; "
+                f"missing {', '.join(still_missing)}"
+            )
+
+    @workflow.update
+    def approve(self, step: Approval) -> Acknowledgement:
+        return self._accept(Action.APPROVE, step)
+
+    @approve.validator
+    def _validate_approve(self, step: Approval) -> None:
+        self._check(Action.APPROVE, step.officer)
