@@ -113,17 +113,31 @@ class LaneWorkflow:
         return await self._finish(Outcome.WITHDRAWN, reason=self._withdrawal.reason)
 
     # --- progress reports to the dossier workflow -----------------------------------------
-    async def _report(self, status: DossierStatus, step: str, actor: str, note: str = "") -> None:
+    async def _report(
+        self,
+        status: DossierStatus,
+        step: str,
+        actor: str,
+        note: str = "",
+        at: datetime | None = None,
+    ) -> None:
         async with self._lock:
-            await self._send(status, step, actor, note)
+            await self._send(status, step, actor, note, at)
 
-    async def _send(self, status: DossierStatus, step: str, actor: str, note: str) -> None:
+    async def _send(
+        self,
+        status: DossierStatus,
+        step: str,
+        actor: str,
+        note: str,
+        at: datetime | None = None,
+    ) -> None:
         self._status = status
         parent = workflow.info().parent
         assert parent is not None, "a lane runs as a child of its dossier"
         event = ProgressEvent(
             entry=TimelineEntry(
-                at=workflow.now(),
+                at=at or workflow.now(),
                 status=status,
                 step=step,
                 actor=actor,
@@ -144,6 +158,7 @@ class LaneWorkflow:
         step: str,
         actor: str = SYSTEM,
         note: str = "",
+        at: datetime | None = None,
     ) -> Action:
         """Report what the dossier now waits for, then wait for one of those steps or a
         withdrawal. Returns the action taken."""
@@ -161,7 +176,7 @@ class LaneWorkflow:
                     since=now,
                 )
             )
-        await self._report(status, step, actor, note)
+        await self._report(status, step, actor, note, at)
         actions = [action for action, _, _ in expected]
         await workflow.wait_condition(
             lambda: self._withdrawal is not None or any(a in self._steps for a in actions)
@@ -293,19 +308,22 @@ class LaneWorkflow:
         )
 
     # --- the legal clock ------------------------------------------------------------------------
-    async def _stop_clock(self) -> None:
-        """Supplement requested: the clock waits for the citizen (Decree 61/2018 art. 18)."""
+    async def _stop_clock(self) -> datetime:
+        """Supplement requested: the clock waits for the citizen (Decree 61/2018 art. 18).
+        Returns the instant it stopped."""
         async with self._lock:
             self._paused_at = workflow.now()
             self.clock.running = False
             self._clock_version += 1
+            return self._paused_at
 
-    async def _resume_clock(self) -> None:
-        """The complete dossier is back: restart (the decree) or resume (pause rule)."""
+    async def _resume_clock(self) -> datetime:
+        """The complete dossier is back: restart (the decree) or resume (pause rule).
+        Returns the instant the clock counts from again."""
         async with self._lock:
-            await self._move_due_after_supplement()
+            return await self._move_due_after_supplement()
 
-    async def _move_due_after_supplement(self) -> None:
+    async def _move_due_after_supplement(self) -> datetime:
         procedure = self.filing.procedure
         now = workflow.now()
         assert self._paused_at is not None
@@ -335,6 +353,7 @@ class LaneWorkflow:
         self.clock.overdue = False
         self._paused_at = None
         self._clock_version += 1
+        return now
 
     async def _run_clock(self) -> None:
         """Near-due warning, the apology slip (once), then overdue, each at its time."""

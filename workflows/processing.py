@@ -7,6 +7,7 @@ for a supplement), the leader approves or refuses, the result is e-signed and fe
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -49,6 +50,7 @@ class ProcessingWorkflow(LaneWorkflow):
             f"{f.registry.value}: {'found' if f.found else f.summary}" for f in findings
         )
         step, actor = "registries consulted", SYSTEM
+        since: datetime | None = None
         while True:
             action = await self._await_step(
                 [
@@ -59,6 +61,7 @@ class ProcessingWorkflow(LaneWorkflow):
                 step=step,
                 actor=actor,
                 note=note,
+                at=since,
             )
             if action is Action.WITHDRAW:
                 return await self._withdrawn()
@@ -67,7 +70,8 @@ class ProcessingWorkflow(LaneWorkflow):
             supplied = await self._supplement_round()
             if supplied is None:
                 return await self._withdrawn()
-            step, actor = "supplement received", supplied.officer.officer_id
+            supplement, since = supplied
+            step, actor = "supplement received", supplement.officer.officer_id
             note = f"appointment now {self.clock.due_at.isoformat()}"
 
         appraisal = self._take(Action.APPRAISE)
@@ -141,11 +145,13 @@ class ProcessingWorkflow(LaneWorkflow):
                 raise result
         return findings
 
-    async def _supplement_round(self) -> Supplement | None:
+    async def _supplement_round(self) -> tuple[Supplement, datetime] | None:
+        """Returns the supplement and the instant the clock counts from again, or None when
+        the citizen withdrew instead."""
         request = self._take(Action.REQUEST_SUPPLEMENT)
         assert isinstance(request, SupplementRequest)
         self._missing = list(request.missing)
-        await self._stop_clock()
+        stopped_at = await self._stop_clock()
         await self._notify_applicant(
             "supplement_requested",
             f"Hồ sơ {self.filing.code} cần bổ sung: {', '.join(request.missing)}",
@@ -156,14 +162,15 @@ class ProcessingWorkflow(LaneWorkflow):
             step="supplement requested",
             actor=request.officer.officer_id,
             note=f"missing: {', '.join(request.missing)}. {request.note}".strip(),
+            at=stopped_at,
         )
         if action is Action.WITHDRAW:
             return None
         supplement = self._take(Action.PROVIDE_SUPPLEMENT)
         assert isinstance(supplement, Supplement)
         self._missing = []
-        await self._resume_clock()
-        return supplement
+        resumed_at = await self._resume_clock()
+        return supplement, resumed_at
 
     # --- human steps -----------------------------------------------------------------------
     @workflow.update

@@ -1,0 +1,191 @@
+"""The legal clock on a real server with per-workflow time skipping: supplement rules move
+the appointment exactly as the law (or the province's practice) says; a dossier that will be
+late gets one apology slip with one new appointment, then counts as late."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from domain.calendar import default_calendar
+from domain.statuses import DossierStatus, Outcome, Role
+from schemas.actions import Action, Supplement, SupplementRequest
+from schemas.catalogue import DeliveryChannel, WorkingDaysDeadline
+from schemas.dossier import SubmittedDocument, TimelineEntry
+from simulators.seed import sample_enterprises, sample_parcels
+from tests.conftest import EngineStack
+from tests.driver import (
+    act,
+    officer,
+    portal_statuses,
+    result,
+    submission,
+    submit,
+    timeline,
+    wait_for,
+)
+from tests.test_lifecycle import approve_through
+
+HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
+BUSINESS_HOUSEHOLD = "1.001612"  # 3 working days, the decree's restart rule
+LAND_CERTIFICATE = "1.013979"  # 3 working days, the pause rule
+
+pytestmark = pytest.mark.usefixtures("time_skipping")
+
+
+@pytest.fixture
+def time_skipping(stack: EngineStack) -> None:
+    if not stack.time_skipping:
+        pytest.skip("needs TEMPORAL_TEST_SERVER=time-skipping")
+
+
+def entry(entries: list[TimelineEntry], step: str) -> TimelineEntry:
+    [found] = [e for e in entries if e.step == step]
+    return found
+
+
+async def supplement_round(stack: EngineStack, code: str, unit: str, wait: timedelta) -> None:
+    await act(
+        stack,
+        code,
+        Action.REQUEST_SUPPLEMENT,
+        SupplementRequest(officer=officer(Role.SPECIALIST, unit), missing=["identity_card"]),
+    )
+    waiting = await wait_for(stack, code, Action.PROVIDE_SUPPLEMENT)
+    assert waiting.status is DossierStatus.SUPPLEMENT_REQUESTED
+    assert waiting.clock is not None and waiting.clock.running is False
+    lane = stack.client.get_workflow_handle(f"{code}.processing")
+    assert await stack.env.fast_forward(lane, wait)
+    await act(
+        stack,
+        code,
+        Action.PROVIDE_SUPPLEMENT,
+        Supplement(
+            officer=officer(Role.COUNTER_OFFICER, unit),
+            documents=[SubmittedDocument(kind="identity_card", title="Căn cước công dân")],
+        ),
+    )
+
+
+async def test_decree_rule_restarts_the_processing_time_from_the_complete_dossier(
+    stack: EngineStack,
+) -> None:
+    enterprise = sample_enterprises()[10].enterprise_code
+    code = await submit(
+        stack, submission(BUSINESS_HOUSEHOLD, "thanh-xuan", citizen=20, subject_reference=enterprise)
+    )
+    before = await wait_for(stack, code, Action.APPRAISE)
+    assert before.clock is not None
+
+    await supplement_round(stack, code, "thanh-xuan", timedelta(days=4, hours=3))
+    after = await wait_for(stack, code, Action.APPRAISE)
+    entries = await timeline(stack, code)
+    requested = entry(entries, "supplement requested").at
+    received = entry(entries, "supplement received").at
+
+    assert received - requested >= timedelta(days=4, hours=3)
+    assert after.clock is not None and after.clock.running
+    expected = default_calendar().due_at(received, WorkingDaysDeadline(days=3))
+    assert after.clock.due_at == expected
+    assert after.clock.due_at > before.clock.due_at
+    await approve_through(stack, code, "thanh-xuan")
+    await act_hand_over(stack, code, "thanh-xuan")
+    outcome = await result(stack, code)
+    assert outcome.outcome is Outcome.APPROVED and outcome.on_time is True
+    assert portal_statuses(stack, code) == [2, 4, 5, 4, 6, 4, 9, 10]
+
+
+async def test_pause_rule_moves_the_appointment_back_by_the_working_time_spent_waiting(
+    stack: EngineStack,
+) -> None:
+    parcel = sample_parcels()[3].parcel_id
+    code = await submit(
+        stack,
+        submission(
+            LAND_CERTIFICATE,
+            "nghia-do",
+            citizen=21,
+            subject_reference=parcel,
+            delivery=DeliveryChannel.ONLINE,
+        ),
+    )
+    before = await wait_for(stack, code, Action.APPRAISE)
+    assert before.clock is not None
+
+    await supplement_round(stack, code, "nghia-do", timedelta(days=2, hours=5))
+    after = await wait_for(stack, code, Action.APPRAISE)
+    entries = await timeline(stack, code)
+    requested = entry(entries, "supplement requested").at
+    received = entry(entries, "supplement received").at
+
+    calendar = default_calendar()
+    waited = calendar.working_seconds_between(requested, received)
+    assert waited > 0
+    assert after.clock is not None
+    assert after.clock.paused_working_seconds == waited
+    assert after.clock.due_at == calendar.add_working_seconds(before.clock.due_at, waited)
+    assert calendar.working_seconds_between(before.clock.due_at, after.clock.due_at) == waited
+
+
+async def test_one_apology_slip_with_one_new_appointment_then_overdue_and_late(
+    stack: EngineStack,
+) -> None:
+    enterprise = sample_enterprises()[11].enterprise_code
+    code = await submit(
+        stack,
+        submission(
+            BUSINESS_HOUSEHOLD,
+            "kim-lien",
+            citizen=22,
+            subject_reference=enterprise,
+            delivery=DeliveryChannel.ONLINE,
+        ),
+    )
+    first = await wait_for(stack, code, Action.APPRAISE)
+    assert first.clock is not None
+    promised = first.clock.due_at
+    calendar = default_calendar()
+    apology_mark = calendar.subtract_working_seconds(promised, 8 * 3600)
+    lane = stack.client.get_workflow_handle(f"{code}.processing")
+
+    # Nobody appraises: past the apology mark, one working day before the appointment.
+    assert await stack.env.fast_forward(lane, apology_mark - datetime.now(HANOI) + timedelta(hours=1))
+    view = await wait_for(stack, code, Action.APPRAISE)
+    new_due = calendar.due_at(promised, WorkingDaysDeadline(days=2))
+    assert view.clock is not None and view.clock.apologized and view.clock.warned
+    assert view.clock.due_at == new_due
+    assert not view.clock.overdue
+
+    # Still nobody: past the new appointment. Overdue, and no second slip.
+    assert await stack.env.fast_forward(lane, new_due - promised + timedelta(days=1))
+    view = await wait_for(stack, code, Action.APPRAISE)
+    assert view.clock is not None and view.clock.overdue and view.clock.due_at == new_due
+    steps = [e.step for e in await timeline(stack, code)]
+    assert steps.count("apology slip") == 1
+    assert steps.index("near-due warning") < steps.index("apology slip") < steps.index("overdue")
+    assert await overdue_in_visibility(stack, code)
+
+    await approve_through(stack, code, "kim-lien")
+    outcome = await result(stack, code)
+    assert outcome.outcome is Outcome.APPROVED
+    assert outcome.apologized is True and outcome.on_time is False
+    assert outcome.due_at == new_due
+
+
+async def overdue_in_visibility(stack: EngineStack, code: str) -> bool:
+    """The UI's `DossierOverdue = true` filter finds the dossier (visibility is eventual)."""
+    query = f"WorkflowId = '{code}' AND DossierOverdue = true"
+    for _ in range(50):
+        if [w async for w in stack.client.list_workflows(query)]:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def act_hand_over(stack: EngineStack, code: str, unit: str) -> None:
+    from schemas.actions import HandOver
+
+    await act(stack, code, Action.HAND_OVER, HandOver(officer=officer(Role.COUNTER_OFFICER, unit)))
