@@ -33,3 +33,5 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # One line per HTTP call to a registry is noise; failures surface through Temporal.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

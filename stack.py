@@ -9,17 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+import httpx
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+import logs
 from activities.http import new_http_client
-from config import Settings, load_settings
+from config import ROOT, Settings, load_settings, settings
 from domain import lanes
 from simulators.process import running_simulators
 from store.db import create_schema
@@ -48,7 +54,7 @@ async def start_dev_server(
         port=port,
         ui=ui_port is not None,
         ui_port=ui_port,
-        dev_server_startup_timeout=__import__("datetime").timedelta(seconds=30),
+        dev_server_startup_timeout=timedelta(seconds=30),
     )
 
 
@@ -87,3 +93,119 @@ async def embedded(
                     await asyncio.gather(*runs, return_exceptions=True)
     finally:
         await env.shutdown()
+
+
+# --- `make run`: the whole stack in the foreground --------------------------------------------
+SAMPLES_IN_FLIGHT = 5
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    return subprocess.Popen(args, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+async def _keep_samples_in_flight(client: Client, config: Settings) -> None:
+    """A few sample dossiers waiting on officers, so the UI and the lists have something."""
+    from domain.catalogue import default_catalogue
+    from services import dossiers
+    from starter import sample_submission
+
+    catalogue = default_catalogue()
+    query = "WorkflowType = 'Dossier' AND ExecutionStatus = 'Running'"
+    running = (await client.count_workflows(query)).count
+    for index in range(max(0, SAMPLES_IN_FLIGHT - running)):
+        receipt = await dossiers.submit(
+            client, sample_submission(index, catalogue), catalogue, config.database_url
+        )
+        print(f"sample dossier {receipt.code} submitted, due {receipt.due_at:%Y-%m-%d %H:%M}")
+
+
+async def run_foreground() -> int:
+    config = settings()
+    logs.configure(config.log_level)
+    warm_up()
+    data_dir = config.data_dir
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    await create_schema(config.database_url)
+
+    env: WorkflowEnvironment | None = None
+    address = config.temporal_address
+    if address is None:
+        port = int(os.environ.get("TEMPORAL_PORT", "7233"))
+        ui_port = int(os.environ.get("TEMPORAL_UI_PORT", "8233"))
+        # State in a file: stopping and restarting `make run` loses no dossier.
+        env = await start_dev_server(
+            database_file=data_dir / "temporal.db", port=port, ui_port=ui_port
+        )
+        address = f"127.0.0.1:{port}"
+        print(f"temporal: {address}, web UI http://127.0.0.1:{ui_port}")
+    child_env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": address,
+        "DATA_DIR": str(data_dir),
+        "DATABASE_URL": config.database_url,
+        "SIGNING_DATA_DIR": os.environ.get("SIGNING_DATA_DIR", str(data_dir / "signing")),
+        "PYTHONUNBUFFERED": "1",
+    }
+    logs_dir = data_dir / "logs"
+    children = {
+        "simulators": _spawn(
+            [sys.executable, "-m", "simulators"], child_env, logs_dir / "simulators.log"
+        ),
+        "workers": _spawn(
+            [sys.executable, "worker.py", "--queues", "all"], child_env, logs_dir / "worker.log"
+        ),
+    }
+    for name, url in config.registry_urls.items():
+        print(f"simulator {name}: {url}")
+    print(f"logs: {logs_dir}; Ctrl-C stops everything")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    exit_code = 0
+    try:
+        client = await Client.connect(
+            address, namespace=config.temporal_namespace, data_converter=pydantic_data_converter
+        )
+        await _wait_for_simulators(config)
+        await _keep_samples_in_flight(client, config)
+        while not stop.is_set():
+            dead = [name for name, proc in children.items() if proc.poll() is not None]
+            if dead:
+                print(f"stopped: {', '.join(dead)} exited; see {logs_dir}", file=sys.stderr)
+                exit_code = 1
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+    finally:
+        for proc in children.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in children.values():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if env is not None:
+            await env.shutdown()
+    return exit_code
+
+
+async def _wait_for_simulators(config: Settings, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        for name, url in config.registry_urls.items():
+            while True:
+                try:
+                    if (await http.get(f"{url}/_sim/health")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"simulator {name} did not answer at {url}")
+                await asyncio.sleep(0.2)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(run_foreground()))
