@@ -185,6 +185,7 @@ async def run_demo(client: Client, count: int, database_url: str, timeout: float
         "competent",
         "lane",
         "status",
+        "outcome",
         "due",
         "closed",
         "on time",
@@ -197,6 +198,7 @@ async def run_demo(client: Client, count: int, database_url: str, timeout: float
             v.competent_unit,
             v.lane,
             v.status.value,
+            v.outcome.value if v.outcome else "-",
             hanoi(v.clock.due_at if v.clock else None),
             hanoi(v.closed_at),
             {True: "yes", False: "no", None: "-"}[v.on_time],
@@ -228,15 +230,21 @@ async def demo(count: int, timeout: float) -> int:
             return await run_demo(stack.client, count, stack.settings.database_url, timeout)
 
 
-async def submit_file(path: Path) -> int:
-    config = settings()
+def read_submission(path: Path) -> DossierSubmission | None:
+    """The submission in `path`, or None after printing each bad field and its rule."""
     try:
-        submission = DossierSubmission.model_validate_json(path.read_bytes())
+        return DossierSubmission.model_validate_json(path.read_bytes())
+    except OSError as err:
+        print(f"{path}: {err.strerror}", file=sys.stderr)
     except ValidationError as err:
         for error in err.errors():
             field = ".".join(str(part) for part in error["loc"])
             print(f"{path}: {field}: {error['msg']}", file=sys.stderr)
-        return 2
+    return None
+
+
+async def submit_file(path: Path, submission: DossierSubmission) -> int:
+    config = settings()
     from store.db import create_schema
     from worker import connect
 
@@ -269,7 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples.add_argument("--count", type=int, default=3)
     args = parser.parse_args(argv)
     if args.command == "submit":
-        return asyncio.run(submit_file(args.file))
+        submission = read_submission(args.file)
+        return 2 if submission is None else asyncio.run(submit_file(args.file, submission))
     if args.command == "demo":
         if args.count < 1:
             parser.error("--count must be at least 1")

@@ -31,8 +31,8 @@ from activities.portal import PortalActivities
 from activities.registries import RegistryActivities
 from config import Settings, settings
 from domain import lanes
-from domain.calendar import default_calendar
-from domain.catalogue import default_catalogue
+from domain.calendar import CalendarDataError, default_calendar
+from domain.catalogue import CatalogueError, default_catalogue
 from schemas.catalogue import Registry
 from store.db import create_schema
 from workflows.certification import CertificationWorkflow
@@ -41,6 +41,7 @@ from workflows.processing import ProcessingWorkflow
 
 # Pure modules the workflows import: loaded once per process instead of once per workflow run.
 PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "schemas", "domain", "holidays")
+
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
@@ -111,9 +112,12 @@ def build_workers(
 
 def warm_up() -> None:
     """Load the calendar and the catalogue before the first dossier, not during it; a bad
-    catalogue entry stops the start here with its name and field."""
-    default_catalogue()
-    default_calendar().is_working_day(date.today())
+    catalogue entry or official day stops the start here, naming the entry and the field."""
+    try:
+        default_catalogue()
+        default_calendar().is_working_day(date.today())
+    except (CatalogueError, CalendarDataError) as err:
+        raise SystemExit(f"cannot start: {err}") from err
 
 
 async def connect(config: Settings, address: str | None = None) -> Client:
@@ -130,7 +134,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--queues",
         default="all",
-        help="comma-separated lanes or groups (all, workflows, registries); e.g. certification,intake",
+        help="comma-separated lanes or groups (all, workflows, registries), "
+        "e.g. certification,intake",
     )
     parser.add_argument("--max-concurrent-activities", type=int, default=100)
     parser.add_argument("--max-concurrent-workflow-tasks", type=int, default=100)

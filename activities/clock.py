@@ -7,7 +7,9 @@ such a change, and the appointment already promised to a citizen does not move.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from temporalio import activity
 
@@ -52,7 +54,7 @@ def apology_appointment(request: DueRequest) -> datetime:
     return default_calendar().due_at(request.received_at, apology_extension(request.deadline))
 
 
-CLOCK_ACTIVITIES = [
+CLOCK_ACTIVITIES: list[Callable[..., Any]] = [
     compute_due,
     clock_marks,
     working_seconds_between,

@@ -100,8 +100,9 @@ class RegistryActivities:
 
 
 def _is_not_found(err: Exception) -> bool:
-    details = getattr(err, "details", ())
-    return bool(details) and details[0] == 404
+    """A RegistryRejected error carries the HTTP status as its first detail."""
+    details: tuple[object, ...] = tuple(getattr(err, "details", ()))
+    return len(details) > 0 and details[0] == 404
 
 
 def _summary(response: httpx.Response) -> str:

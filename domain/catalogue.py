@@ -170,6 +170,14 @@ def fee_vnd(procedure: Procedure, pages: int, copies: int) -> int:
     return min(per_copy, fee.max_per_copy_vnd) * copies
 
 
+def billable_pages(procedure: Procedure, documents: Iterable[tuple[str, int]]) -> int:
+    """Pages the per-page rule charges, from (document kind, pages) pairs: those of the copy
+    being certified when the fee names it, else every document's."""
+    fee = procedure.fee
+    counted = fee.counted_document if isinstance(fee, PerPageFee) else None
+    return sum(pages for kind, pages in documents if counted is None or kind == counted)
+
+
 # --- loading -------------------------------------------------------------------------------
 
 
@@ -331,6 +339,8 @@ def _check_procedure(p: Procedure, units: Mapping[str, Unit]) -> tuple[str, str]
                 f"duplicate document kind {doc.kind}, already at [{seen[doc.kind]}]",
             )
         seen[doc.kind] = i
+    if isinstance(p.fee, PerPageFee) and p.fee.counted_document not in (None, *seen):
+        return "fee.counted_document", f"{p.fee.counted_document} is not a required document"
     if not p.delivery_channels:
         return "delivery_channels", "at least one delivery channel is required"
     if len(set(p.delivery_channels)) != len(p.delivery_channels):

@@ -74,6 +74,11 @@ class PerPageFee(Frozen):
     first_page_vnd: int = Field(ge=0)
     next_page_vnd: int = Field(ge=0)
     max_per_copy_vnd: int = Field(ge=0)
+    counted_document: str | None = Field(
+        default=None,
+        description="Kind of the submitted document whose pages are charged (the copy being "
+        "certified); all documents' pages when absent",
+    )
 
 
 Fee = Annotated[FlatFee | PerPageFee, Field(discriminator="kind")]

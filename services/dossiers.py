@@ -147,7 +147,10 @@ async def act(client: Client, code: str, action: Action, step: Step) -> Acknowle
     view = await status(client, code)
     handle = client.get_workflow_handle(view.handled_by)
     try:
-        return await handle.execute_update(action.value, step, result_type=Acknowledgement)
+        acknowledgement: Acknowledgement = await handle.execute_update(
+            action.value, step, result_type=Acknowledgement
+        )
+        return acknowledgement
     except WorkflowUpdateFailedError as err:
         cause = err.cause
         raise ActionRefused(getattr(cause, "message", None) or str(cause)) from err

@@ -87,7 +87,9 @@ async def view(stack: EngineStack, code: str) -> DossierView:
     return await dossiers.status(stack.client, code)
 
 
-async def wait_for(stack: EngineStack, code: str, action: Action, timeout: float = 30) -> DossierView:
+async def wait_for(
+    stack: EngineStack, code: str, action: Action, timeout: float = 30
+) -> DossierView:
     """Until the dossier awaits `action`; fails with what it awaits instead."""
     deadline = time.monotonic() + timeout
     while True:

@@ -27,7 +27,7 @@ def test_code_has_agency_receipt_day_and_daily_sequence() -> None:
     code = dossier_code("000.01.01.H26", date(2026, 2, 13), 7)
     assert code == "000.01.01.H26-260213-0007"
     assert is_dossier_code(code)
-    with pytest.raises(ValueError, match="outside 1..9999"):
+    with pytest.raises(ValueError, match=r"outside 1\.\.9999"):
         dossier_code("000.01.01.H26", date(2026, 2, 13), 10000)
     with pytest.raises(ValueError, match="Circular 10/2016"):
         dossier_code("HK", date(2026, 2, 13), 1)

@@ -12,7 +12,7 @@ import pytest
 
 from domain.calendar import default_calendar
 from domain.statuses import DossierStatus, Outcome, Role
-from schemas.actions import Action, Supplement, SupplementRequest
+from schemas.actions import Action, HandOver, Supplement, SupplementRequest
 from schemas.catalogue import DeliveryChannel, WorkingDaysDeadline
 from schemas.dossier import SubmittedDocument, TimelineEntry
 from simulators.seed import sample_enterprises, sample_parcels
@@ -75,7 +75,8 @@ async def test_decree_rule_restarts_the_processing_time_from_the_complete_dossie
 ) -> None:
     enterprise = sample_enterprises()[10].enterprise_code
     code = await submit(
-        stack, submission(BUSINESS_HOUSEHOLD, "thanh-xuan", citizen=20, subject_reference=enterprise)
+        stack,
+        submission(BUSINESS_HOUSEHOLD, "thanh-xuan", citizen=20, subject_reference=enterprise),
     )
     before = await wait_for(stack, code, Action.APPRAISE)
     assert before.clock is not None
@@ -92,7 +93,12 @@ async def test_decree_rule_restarts_the_processing_time_from_the_complete_dossie
     assert after.clock.due_at == expected
     assert after.clock.due_at > before.clock.due_at
     await approve_through(stack, code, "thanh-xuan")
-    await act_hand_over(stack, code, "thanh-xuan")
+    await act(
+        stack,
+        code,
+        Action.HAND_OVER,
+        HandOver(officer=officer(Role.COUNTER_OFFICER, "thanh-xuan")),
+    )
     outcome = await result(stack, code)
     assert outcome.outcome is Outcome.APPROVED and outcome.on_time is True
     assert portal_statuses(stack, code) == [2, 4, 5, 4, 6, 4, 9, 10]
@@ -152,7 +158,9 @@ async def test_one_apology_slip_with_one_new_appointment_then_overdue_and_late(
     lane = stack.client.get_workflow_handle(f"{code}.processing")
 
     # Nobody appraises: past the apology mark, one working day before the appointment.
-    assert await stack.env.fast_forward(lane, apology_mark - datetime.now(HANOI) + timedelta(hours=1))
+    assert await stack.env.fast_forward(
+        lane, apology_mark - datetime.now(HANOI) + timedelta(hours=1)
+    )
     view = await wait_for(stack, code, Action.APPRAISE)
     new_due = calendar.due_at(promised, WorkingDaysDeadline(days=2))
     assert view.clock is not None and view.clock.apologized and view.clock.warned
@@ -183,9 +191,3 @@ async def overdue_in_visibility(stack: EngineStack, code: str) -> bool:
             return True
         await asyncio.sleep(0.1)
     return False
-
-
-async def act_hand_over(stack: EngineStack, code: str, unit: str) -> None:
-    from schemas.actions import HandOver
-
-    await act(stack, code, Action.HAND_OVER, HandOver(officer=officer(Role.COUNTER_OFFICER, unit)))

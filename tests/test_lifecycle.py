@@ -136,7 +136,9 @@ async def test_city_tier_dossier_goes_to_the_department_and_comes_back_to_the_wa
     assert started.task_queue.name == "city-processing"
 
 
-async def test_certification_runs_on_its_own_lane_and_is_returned_online(stack: EngineStack) -> None:
+async def test_certification_runs_on_its_own_lane_and_is_returned_online(
+    stack: EngineStack,
+) -> None:
     code = await submit(
         stack, submission(CERTIFIED_COPY, "cua-nam", citizen=2, delivery=DeliveryChannel.ONLINE)
     )
@@ -150,7 +152,10 @@ async def test_certification_runs_on_its_own_lane_and_is_returned_online(stack: 
     [copy] = outcome.documents
     assert copy.kind.value == "certified_copy" and copy.signature is not None
     assert "Số chứng thực" in Path(copy.path).read_text(encoding="utf-8")
-    # 3 documents x 2 pages? The sample has one document of 2 pages, 1 copy: 2 x 2,000 VND.
+    # The copy to certify has 2 pages: 2 x 2,000 VND, paid on the payment platform.
+    payments = httpx.get(f"{stack.simulators.url('payment')}/_sim/calls").json()
+    [paid] = [c["body"] for c in payments if c["body"] and c["body"]["dossier_code"] == code]
+    assert paid["amount_vnd"] == 4000
     assert portal_statuses(stack, code)[-1] == 10
 
 
@@ -264,7 +269,9 @@ async def test_incomplete_dossier_is_rejected_at_intake_listing_what_is_missing(
     assert outcome.reason is not None and outcome.reason.startswith("incomplete dossier, missing: ")
 
 
-async def test_a_registry_refusal_ends_in_a_clear_state_without_retrying(stack: EngineStack) -> None:
+async def test_a_registry_refusal_ends_in_a_clear_state_without_retrying(
+    stack: EngineStack,
+) -> None:
     """Permanent fault: the population registry answers 404 for an unknown citizen ID."""
     unknown = unknown_citizen_id()
     code = await submit(stack, submission(BIRTH, "long-bien", citizen=8, citizen_id=unknown))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 from domain.statuses import DossierStatus, Outcome, Role
-from schemas.actions import Acknowledgement, Action, Certification, Refusal
+from schemas.actions import Acknowledgement, Action, Certification
 from schemas.exchanges import ResultKind
 from schemas.lanes import LaneJob, LaneResult
 from workflows.lane import LaneWorkflow
@@ -34,12 +34,7 @@ class CertificationWorkflow(LaneWorkflow):
             return await self._withdrawn()
         self._decided = True
         if action is Action.REFUSE:
-            refusal = self._take(Action.REFUSE)
-            assert isinstance(refusal, Refusal)
-            notice = await self._issue(
-                ResultKind.REFUSAL_NOTICE, refusal.officer, refusal.reason, e_sign=True
-            )
-            return await self._finish(Outcome.REFUSED, reason=refusal.reason, documents=[notice])
+            return await self._refused()
 
         certification = self._take(Action.CERTIFY)
         assert isinstance(certification, Certification)

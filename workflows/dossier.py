@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from typing import Any
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 from domain.catalogue import missing_documents
@@ -268,7 +270,8 @@ class DossierWorkflow:
             or step.officer.unit != self.filing.receiving_unit.code
         ):
             raise ValueError(
-                f"withdraw needs role {Role.COUNTER_OFFICER.value} at {self.filing.receiving_unit.code}"
+                f"withdraw needs role {Role.COUNTER_OFFICER.value} "
+                f"at {self.filing.receiving_unit.code}"
             )
 
     def _check(self, action: Action, role: str, unit: str) -> None:
@@ -386,7 +389,7 @@ class DossierWorkflow:
             )
 
     def _upsert_search_attributes(self) -> None:
-        updates = [sa.STATUS.value_set(self._status.value)]
+        updates: list[SearchAttributeUpdate[Any]] = [sa.STATUS.value_set(self._status.value)]
         if self._clock is not None:
             updates += [
                 sa.DUE_AT.value_set(self._clock.due_at),

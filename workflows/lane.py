@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify import NotifyActivities
     from activities.payment import PaymentActivities
     from domain import lanes
-    from domain.catalogue import fee_vnd
+    from domain.catalogue import billable_pages, fee_vnd
 
 SYSTEM = "system"
 
@@ -107,6 +107,15 @@ class LaneWorkflow:
             documents=documents or [],
             fee_paid_vnd=fee_paid_vnd,
         )
+
+    async def _refused(self) -> LaneResult:
+        """Circular 01/2018 form 03: the refusal notice, signed, states the reason."""
+        refusal = self._take(Action.REFUSE)
+        assert isinstance(refusal, Refusal)
+        notice = await self._issue(
+            ResultKind.REFUSAL_NOTICE, refusal.officer, refusal.reason, e_sign=True
+        )
+        return await self._finish(Outcome.REFUSED, reason=refusal.reason, documents=[notice])
 
     async def _withdrawn(self) -> LaneResult:
         assert self._withdrawal is not None
@@ -237,7 +246,9 @@ class LaneWorkflow:
 
     async def _collect_fee(self) -> int:
         filing = self.filing
-        pages = sum(document.pages for document in filing.submission.documents)
+        pages = billable_pages(
+            filing.procedure, ((d.kind, d.pages) for d in filing.submission.documents)
+        )
         amount = fee_vnd(filing.procedure, pages, filing.submission.copies)
         if amount == 0:
             return 0
@@ -447,5 +458,6 @@ class LaneWorkflow:
             self._status,
             "apology slip",
             SYSTEM,
-            f"new appointment {new_due.isoformat()} (was {old_due.isoformat()}); slip {slip.sha256[:12]}",
+            f"new appointment {new_due.isoformat()} (was {old_due.isoformat()}); "
+            f"slip {slip.sha256[:12]}",
         )

@@ -18,7 +18,6 @@ from schemas.actions import (
     Action,
     Appraisal,
     Approval,
-    Refusal,
     Supplement,
     SupplementRequest,
 )
@@ -87,12 +86,7 @@ class ProcessingWorkflow(LaneWorkflow):
             return await self._withdrawn()
         self._decided = True
         if action is Action.REFUSE:
-            refusal = self._take(Action.REFUSE)
-            assert isinstance(refusal, Refusal)
-            notice = await self._issue(
-                ResultKind.REFUSAL_NOTICE, refusal.officer, refusal.reason, e_sign=True
-            )
-            return await self._finish(Outcome.REFUSED, reason=refusal.reason, documents=[notice])
+            return await self._refused()
 
         approval = self._take(Action.APPROVE)
         assert isinstance(approval, Approval)
