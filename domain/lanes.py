@@ -49,3 +49,19 @@ def expand(names: str) -> list[str]:
             known = ", ".join([*GROUPS, *ALL_QUEUES])
             raise ValueError(f"--queues: unknown lane {name!r}; known: {known}")
     return list(dict.fromkeys(queues))
+
+
+# A lane's child workflow id is the dossier code plus the lane kind, so operators and logs can
+# go from either to the other.
+LANE_WORKFLOW_SUFFIXES = (".processing", ".certification")
+
+
+def lane_workflow_id(code: str, lane: str) -> str:
+    return f"{code}.certification" if lane == CERTIFICATION else f"{code}.processing"
+
+
+def dossier_code_of(workflow_id: str) -> str:
+    for suffix in LANE_WORKFLOW_SUFFIXES:
+        if workflow_id.endswith(suffix):
+            return workflow_id[: -len(suffix)]
+    return workflow_id

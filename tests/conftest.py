@@ -39,7 +39,6 @@ from workflows.dossier import DossierWorkflow
 from workflows.processing import ProcessingWorkflow
 
 WORKFLOWS = [DossierWorkflow, ProcessingWorkflow, CertificationWorkflow]
-LANE_SUFFIXES = ("", ".processing", ".certification")
 
 
 @dataclass
@@ -126,7 +125,7 @@ async def replay_histories(request: pytest.FixtureRequest) -> AsyncIterator[None
         workflow_runner=sandbox_runner(),
     )
     for code in stack.started:
-        for suffix in LANE_SUFFIXES:
+        for suffix in ("", *lanes.LANE_WORKFLOW_SUFFIXES):
             handle = stack.client.get_workflow_handle(code + suffix)
             try:
                 history = await handle.fetch_history()

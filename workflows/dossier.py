@@ -153,7 +153,7 @@ class DossierWorkflow:
         self._route = route(filing.procedure, filing.receiving_unit, filing.competent_unit)
         self._stage = Stage.PROCESSING
         certification = self._route.lane == lanes.CERTIFICATION
-        child_id = f"{filing.code}.{'certification' if certification else 'processing'}"
+        child_id = lanes.lane_workflow_id(filing.code, self._route.lane)
         await self._record(
             DossierStatus.IN_PROCESSING,
             "transferred",
@@ -346,6 +346,13 @@ class DossierWorkflow:
                 due_at=due_at,
             )
             self._timeline.append(entry)
+            workflow.logger.info(
+                "dossier %s: %s (%s)",
+                self.filing.code,
+                step,
+                status.value,
+                extra={"dossier_code": self.filing.code, "status": status.value},
+            )
             self._upsert_search_attributes()
             if self._synced != (status, due_at):
                 self._synced = (status, due_at)
