@@ -311,3 +311,32 @@ async def test_a_transient_registry_fault_is_retried_to_success(stack: EngineSta
     assert attempts[0] == 3  # the identity check: two 503s, then success
     failures = [c for c in httpx.get(f"{population}/_sim/calls").json() if c["status"] == 503]
     assert len(failures) >= 2
+
+
+async def test_a_lane_that_cannot_go_on_stops_the_dossier_with_the_reason(
+    stack: EngineStack,
+) -> None:
+    """The signing service refuses the signature (4xx): the dossier stops, status 8, with the
+    signing service's message, instead of retrying for ever or hanging half-done."""
+    package = sample_civil_packages()[40].package_id
+    code = await submit(stack, submission(BIRTH, "yen-hoa", citizen=40, subject_reference=package))
+    await act(
+        stack,
+        code,
+        Action.APPRAISE,
+        Appraisal(
+            officer=officer(Role.SPECIALIST, "yen-hoa"), recommendation=Recommendation.APPROVE
+        ),
+    )
+    await wait_for(stack, code, Action.APPROVE)
+    signing = stack.simulators.url("signing")
+    httpx.post(f"{signing}/_sim/faults", json={"fail_next": 1, "status": 403}).raise_for_status()
+    await act(stack, code, Action.APPROVE, Approval(officer=officer(Role.LEADER, "yen-hoa")))
+    outcome = await result(stack, code)
+
+    assert outcome.outcome is Outcome.STOPPED and outcome.status is DossierStatus.STOPPED
+    assert outcome.reason is not None
+    assert outcome.reason.startswith(
+        "processing stopped: signing service refused POST /v1/sign: 403"
+    )
+    assert portal_statuses(stack, code) == [2, 4, 8]

@@ -31,15 +31,21 @@ from schemas.exchanges import (
     DueRequest,
     IdentityCheck,
     IssuedDocument,
-    Notification,
-    NotificationChannel,
     PortalSync,
     PostOrder,
 )
 from schemas.lanes import DossierResult, LaneJob, LaneResult, ProgressEvent
+from workflows import notices
 from workflows import search_attributes as sa
 from workflows.certification import CertificationWorkflow
-from workflows.policies import LOCAL_CALL, REGISTRY_CALL, TRANSIENT, is_rejection, rejection_message
+from workflows.policies import (
+    LOCAL_CALL,
+    REGISTRY_CALL,
+    TRANSIENT,
+    is_rejection,
+    rejection_message,
+    root_cause_message,
+)
 from workflows.processing import ProcessingWorkflow
 
 with workflow.unsafe.imports_passed_through():
@@ -142,8 +148,12 @@ class DossierWorkflow:
             f"counter:{filing.receiving_unit.code}",
             f"appointment {due_at.isoformat()}",
         )
-        await self._notify_applicant(
-            "receipt", f"Hồ sơ {filing.code} đã được tiếp nhận; hẹn trả {due_at:%d/%m/%Y %H:%M}"
+        await notices.send(
+            notices.to_applicant(
+                filing,
+                "receipt",
+                f"Hồ sơ {filing.code} đã được tiếp nhận; hẹn trả {due_at:%d/%m/%Y %H:%M}",
+            )
         )
         return None
 
@@ -174,7 +184,7 @@ class DossierWorkflow:
         except ChildWorkflowError as err:
             # A lane that cannot go on (for example a refused signature) stops the dossier
             # with its reason instead of leaving it half-done.
-            reason = f"processing stopped: {err.cause or err}"
+            reason = f"processing stopped: {root_cause_message(err)}"
             result = LaneResult(
                 outcome=Outcome.STOPPED, clock=self.clock, decided_at=workflow.now(), reason=reason
             )
@@ -206,9 +216,12 @@ class DossierWorkflow:
                     since=workflow.now(),
                 )
             ]
-            await self._notify_applicant(
-                "result_ready",
-                f"Hồ sơ {filing.code}: mời nhận kết quả tại {filing.receiving_unit.name}",
+            await notices.send(
+                notices.to_applicant(
+                    filing,
+                    "result_ready",
+                    f"Hồ sơ {filing.code}: mời nhận kết quả tại {filing.receiving_unit.name}",
+                )
             )
             await workflow.wait_condition(lambda: self._hand_over is not None)
             assert self._hand_over is not None
@@ -232,9 +245,12 @@ class DossierWorkflow:
             )
             actor, note = SYSTEM, f"sent by post, tracking {receipt.tracking_number}"
         else:
-            await self._notify_applicant(
-                "result_online",
-                f"Hồ sơ {filing.code}: kết quả điện tử đã có trên Cổng dịch vụ công",
+            await notices.send(
+                notices.to_applicant(
+                    filing,
+                    "result_online",
+                    f"Hồ sơ {filing.code}: kết quả điện tử đã có trên Cổng dịch vụ công",
+                )
             )
             actor, note = SYSTEM, "delivered online"
         await self._record(DossierStatus.RETURNED, "result returned", actor, note)
@@ -403,22 +419,6 @@ class DossierWorkflow:
                 sa.OVERDUE.value_set(self._clock.overdue),
             ]
         workflow.upsert_search_attributes(updates)
-
-    async def _notify_applicant(self, template: str, text: str) -> None:
-        applicant = self.filing.submission.applicant
-        await workflow.execute_activity_method(
-            NotifyActivities.notify,
-            Notification(
-                dossier_code=self.filing.code,
-                recipient=applicant.phone or applicant.email or applicant.citizen_id,
-                channel=NotificationChannel.SMS if applicant.phone else NotificationChannel.EMAIL,
-                template=template,
-                text=text,
-            ),
-            task_queue=lanes.NOTIFY,
-            start_to_close_timeout=REGISTRY_CALL,
-            retry_policy=TRANSIENT,
-        )
 
     # --- queries -------------------------------------------------------------------------------
     @property

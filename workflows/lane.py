@@ -24,19 +24,17 @@ from schemas.exchanges import (
     IssuedDocument,
     IssueRequest,
     MarksRequest,
-    Notification,
-    NotificationChannel,
     ResultDraft,
     ResultKind,
     ShiftRequest,
 )
 from schemas.lanes import LaneJob, LaneResult, ProgressEvent
+from workflows import notices
 from workflows.policies import LOCAL_CALL, REGISTRY_CALL, SIGNING_CALL, TRANSIENT
 
 with workflow.unsafe.imports_passed_through():
     from activities import clock
     from activities.documents import DocumentActivities
-    from activities.notify import NotifyActivities
     from activities.payment import PaymentActivities
     from domain import lanes
     from domain.catalogue import billable_pages, fee_vnd
@@ -302,22 +300,6 @@ class LaneWorkflow:
             retry_policy=TRANSIENT,
         )
 
-    async def _notify_applicant(self, template: str, text: str) -> None:
-        applicant = self.filing.submission.applicant
-        await workflow.execute_activity_method(
-            NotifyActivities.notify,
-            Notification(
-                dossier_code=self.filing.code,
-                recipient=applicant.phone or applicant.email or applicant.citizen_id,
-                channel=NotificationChannel.SMS if applicant.phone else NotificationChannel.EMAIL,
-                template=template,
-                text=text,
-            ),
-            task_queue=lanes.NOTIFY,
-            start_to_close_timeout=REGISTRY_CALL,
-            retry_policy=TRANSIENT,
-        )
-
     # --- the legal clock ------------------------------------------------------------------------
     async def _stop_clock(self) -> datetime:
         """Supplement requested: the clock waits for the citizen (Decree 61/2018 art. 18).
@@ -421,6 +403,15 @@ class LaneWorkflow:
         code = self.filing.code
         if mark is Mark.WARN:
             self.clock.warned = True
+            unit = self.filing.competent_unit
+            await notices.send(
+                notices.to_unit(
+                    self.filing,
+                    unit,
+                    "near_due",
+                    f"Hồ sơ {code} sắp đến hạn {self.clock.due_at:%d/%m/%Y %H:%M}",
+                )
+            )
             await self._send(self._status, "near-due warning", SYSTEM, f"due {self.clock.due_at}")
             return
         if mark is Mark.OVERDUE:
@@ -453,7 +444,11 @@ class LaneWorkflow:
             f"hẹn lại ngày {new_due:%d/%m/%Y %H:%M}.",
             e_sign=False,
         )
-        await self._notify_applicant("apology_slip", f"Hồ sơ {code}: hẹn lại {new_due:%d/%m/%Y}")
+        await notices.send(
+            notices.to_applicant(
+                self.filing, "apology_slip", f"Hồ sơ {code}: hẹn lại {new_due:%d/%m/%Y}"
+            )
+        )
         await self._send(
             self._status,
             "apology slip",

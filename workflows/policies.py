@@ -36,3 +36,10 @@ def is_rejection(error: BaseException) -> bool:
 def rejection_message(error: BaseException) -> str:
     cause = error.__cause__
     return str(getattr(cause, "message", None) or cause or error)
+
+
+def root_cause_message(error: BaseException) -> str:
+    """The innermost failure's message: what an operator needs, under the wrapping errors."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(getattr(error, "message", None) or error)

@@ -23,6 +23,7 @@ from schemas.actions import (
 )
 from schemas.exchanges import RegistryConsultation, RegistryFinding, ResultKind
 from schemas.lanes import LaneJob, LaneResult
+from workflows import notices
 from workflows.lane import SYSTEM, LaneWorkflow
 from workflows.policies import REGISTRY_CALL, TRANSIENT, is_rejection, rejection_message
 
@@ -146,9 +147,12 @@ class ProcessingWorkflow(LaneWorkflow):
         assert isinstance(request, SupplementRequest)
         self._missing = list(request.missing)
         stopped_at = await self._stop_clock()
-        await self._notify_applicant(
-            "supplement_requested",
-            f"Hồ sơ {self.filing.code} cần bổ sung: {', '.join(request.missing)}",
+        await notices.send(
+            notices.to_applicant(
+                self.filing,
+                "supplement_requested",
+                f"Hồ sơ {self.filing.code} cần bổ sung: {', '.join(request.missing)}",
+            )
         )
         action = await self._await_step(
             [(Action.PROVIDE_SUPPLEMENT, Role.COUNTER_OFFICER, self.filing.receiving_unit.code)],
