@@ -28,6 +28,7 @@ from activities.http import new_http_client
 from activities.notify import NotifyActivities
 from activities.payment import PaymentActivities
 from activities.portal import PortalActivities
+from activities.projection import ProjectionActivities
 from activities.registries import RegistryActivities
 from config import Settings, settings
 from domain import lanes
@@ -76,7 +77,11 @@ def activities_for(
         return [notify.notify, notify.send_by_post]
     if queue in WORKFLOWS:
         # Local activities run in the workflow's own worker.
-        return [*clock.CLOCK_ACTIVITIES, BookActivities(config).next_book_number]
+        return [
+            *clock.CLOCK_ACTIVITIES,
+            BookActivities(config).next_book_number,
+            ProjectionActivities(config).project,
+        ]
     raise ValueError(f"no activities for queue {queue}")
 
 

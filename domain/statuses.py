@@ -7,6 +7,7 @@ the same numbers is unconfirmed, so this table is the only place that knows them
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -78,3 +79,8 @@ class Role(StrEnum):
     SPECIALIST = "specialist"  # chuyên viên who appraises and drafts
     LEADER = "leader"  # lãnh đạo who approves, refuses and signs
     CERTIFIER = "certifier"  # người có thẩm quyền chứng thực
+
+
+def event_type_of(step: str) -> str:
+    """A timeline step's stable audit event type: `apology slip` -> `apology_slip`."""
+    return re.sub(r"[^a-z0-9]+", "_", step.lower()).strip("_")[:64]

@@ -107,15 +107,6 @@ class Appointment(Model):
     due_at: AwareDatetime
 
 
-class TimelineEntry(Model):
-    at: AwareDatetime
-    status: DossierStatus
-    step: str
-    actor: str = Field(description="officer id, 'citizen', 'system' or an operator")
-    note: str = ""
-    due_at: AwareDatetime | None = None
-
-
 class AwaitedAction(Model):
     """A human step the dossier waits for: the officers' inbox reads these."""
 
@@ -123,6 +114,18 @@ class AwaitedAction(Model):
     role: str
     unit: str
     since: AwareDatetime
+
+
+class TimelineEntry(Model):
+    at: AwareDatetime
+    status: DossierStatus
+    step: str
+    actor: str = Field(description="officer id, 'citizen', 'system' or an operator")
+    note: str = ""
+    due_at: AwareDatetime | None = None
+    awaiting: list[AwaitedAction] = Field(
+        default_factory=list, description="The human steps awaited once this step was taken"
+    )
 
 
 class ClockState(Model):
@@ -148,6 +151,7 @@ class DossierView(Model):
     status: DossierStatus
     portal_status_code: int
     received_at: AwareDatetime
+    applicant_ref: str = Field(description="The citizen ID, masked")
     clock: ClockState | None
     awaiting: list[AwaitedAction]
     handled_by: str = Field(description="Workflow id that takes the current human step")

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.catalogue import Deadline, DeliveryChannel, Registry
-from schemas.dossier import Officer
+from schemas.dossier import DossierView, Officer, TimelineEntry
 
 
 class Exchange(BaseModel):
@@ -174,3 +174,21 @@ class DeliveryRequest(Exchange):
     applicant_name: str
     address: str | None
     document: IssuedDocument | None
+
+
+# --- the read model and the audit log ----------------------------------------------------------
+class ProjectionRecord(Exchange):
+    """One timeline step to write: the audit event, the dossier's row and its inbox tasks."""
+
+    event_key: str = Field(description="run id and timeline index: the same step, the same key")
+    event_type: str
+    view: DossierView
+    timeline: list[TimelineEntry]
+
+
+class ProjectionReceipt(Exchange):
+    """Recorded in the workflow's history, so auditors can match each audit event to it."""
+
+    event_key: str
+    seq: int
+    payload_digest: str

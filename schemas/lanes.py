@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import AwareDatetime, Field
 
 from domain.statuses import DossierStatus, Outcome
-from schemas.dossier import AwaitedAction, ClockState, DossierFiling, Model, TimelineEntry
+from schemas.dossier import ClockState, DossierFiling, Model, TimelineEntry
 from schemas.exchanges import IssuedDocument, RegistryFinding
 
 
@@ -22,7 +22,6 @@ class ProgressEvent(Model):
 
     entry: TimelineEntry
     clock: ClockState
-    awaiting: list[AwaitedAction]
 
 
 class LaneResult(Model):

@@ -6,17 +6,10 @@ the same number. A number taken by a start that then fails is simply skipped.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, String, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-from store.db import engine_for, metadata
-
-sequences = Table(
-    "sequences",
-    metadata,
-    Column("scope", String(120), primary_key=True),
-    Column("last_value", Integer, nullable=False),
-)
+from store.db import engine_for
+from store.tables import sequences
 
 
 async def next_value(database_url: str, scope: str) -> int:

@@ -92,7 +92,10 @@ async def test_ward_tier_dossier_filed_at_another_ward_is_decided_there_and_retu
         "ward-processing",
     )
     steps = [entry.step for entry in await timeline(stack, code)]
-    assert steps[0] == "receipt and appointment slip" and steps[-1] == "result returned"
+    assert steps[0] == "receipt and appointment slip" and steps[-2:] == [
+        "result returned",
+        "closed: approved",
+    ]
     # The decision is e-signed by the leader over the SHA-256 of the document.
     [decision] = outcome.documents
     assert decision.signature is not None

@@ -16,8 +16,17 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 from domain.catalogue import missing_documents
+from domain.citizen_id import masked
 from domain.routing import Route, route
-from domain.statuses import FINAL_STATUS, DossierStatus, Outcome, Role, Stage, portal_code
+from domain.statuses import (
+    FINAL_STATUS,
+    DossierStatus,
+    Outcome,
+    Role,
+    Stage,
+    event_type_of,
+    portal_code,
+)
 from schemas.actions import Acknowledgement, Action, HandOver, Withdrawal
 from schemas.catalogue import DeliveryChannel, Registry
 from schemas.dossier import (
@@ -33,6 +42,7 @@ from schemas.exchanges import (
     IssuedDocument,
     PortalSync,
     PostOrder,
+    ProjectionRecord,
 )
 from schemas.lanes import DossierResult, LaneJob, LaneResult, ProgressEvent
 from workflows import notices
@@ -52,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
     from activities import clock
     from activities.notify import NotifyActivities
     from activities.portal import PortalActivities
+    from activities.projection import ProjectionActivities
     from activities.registries import RegistryActivities
     from domain import lanes
 
@@ -99,11 +110,7 @@ class DossierWorkflow:
         # The result is back at the receiving unit (electronic transfer, at once): return it
         # (art. 20), then close.
         self._result_ready_at = lane.decided_at
-        ready = (
-            DossierStatus.REFUSED if lane.outcome is Outcome.REFUSED else DossierStatus.RESULT_READY
-        )
-        await self._record(ready, "result at the receiving unit", SYSTEM, lane.reason or "")
-        await self._return_result(lane.documents)
+        await self._return_result(lane)
         return await self._close(lane.outcome, lane.reason, lane.documents)
 
     # --- intake --------------------------------------------------------------------------------
@@ -197,13 +204,14 @@ class DossierWorkflow:
     async def progress(self, event: ProgressEvent) -> None:
         """A lane's report: status, appointment and what it awaits now."""
         self._clock = event.clock
-        self._awaiting = event.awaiting
+        self._awaiting = event.entry.awaiting
         entry = event.entry
         await self._record(entry.status, entry.step, entry.actor, entry.note, at=entry.at)
 
     # --- return of the result ---------------------------------------------------------------------
-    async def _return_result(self, documents: list[IssuedDocument]) -> None:
+    async def _return_result(self, lane: LaneResult) -> None:
         filing = self.filing
+        documents = lane.documents
         self._stage = Stage.RETURN
         channel = filing.submission.delivery_channel
         applicant = filing.submission.applicant
@@ -216,6 +224,11 @@ class DossierWorkflow:
                     since=workflow.now(),
                 )
             ]
+        ready = (
+            DossierStatus.REFUSED if lane.outcome is Outcome.REFUSED else DossierStatus.RESULT_READY
+        )
+        await self._record(ready, "result at the receiving unit", SYSTEM, lane.reason or "")
+        if channel is DeliveryChannel.COUNTER:
             await notices.send(
                 notices.to_applicant(
                     filing,
@@ -312,11 +325,9 @@ class DossierWorkflow:
     ) -> DossierResult:
         self._outcome = outcome
         self._reason = reason
-        final = FINAL_STATUS[outcome]
-        if final is not self._status:
-            await self._record(final, f"closed: {outcome.value}", SYSTEM, reason or "")
         self._stage = Stage.CLOSED
         self._closed_at = workflow.now()
+        await self._record(FINAL_STATUS[outcome], f"closed: {outcome.value}", SYSTEM, reason or "")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return DossierResult(
             code=self.filing.code,
@@ -360,19 +371,35 @@ class DossierWorkflow:
                 actor=actor,
                 note=note,
                 due_at=due_at,
+                awaiting=list(self._awaiting),
             )
-            self._timeline.append(entry)
-            workflow.logger.info(
-                "dossier %s: %s (%s)",
-                self.filing.code,
-                step,
-                status.value,
-                extra={"dossier_code": self.filing.code, "status": status.value},
-            )
+            await self._append(entry)
             self._upsert_search_attributes()
             if self._synced != (status, due_at):
                 self._synced = (status, due_at)
                 await self._sync_portal(entry)
+
+    async def _append(self, entry: TimelineEntry) -> None:
+        """Into the timeline, then into the audit log and the read model, keyed by run and
+        position so a retry never writes twice and a reset's re-run steps are new events."""
+        self._timeline.append(entry)
+        workflow.logger.info(
+            "dossier %s: %s (%s)",
+            self.filing.code,
+            entry.step,
+            entry.status.value,
+            extra={"dossier_code": self.filing.code, "status": entry.status.value},
+        )
+        await workflow.execute_local_activity_method(
+            ProjectionActivities.project,
+            ProjectionRecord(
+                event_key=f"{workflow.info().run_id}:{len(self._timeline) - 1}",
+                event_type=event_type_of(entry.step),
+                view=self.status(),
+                timeline=self._timeline,
+            ),
+            start_to_close_timeout=LOCAL_CALL,
+        )
 
     async def _sync_portal(self, entry: TimelineEntry) -> None:
         filing = self.filing
@@ -400,7 +427,7 @@ class DossierWorkflow:
             if not is_rejection(err):
                 raise
             # The portal mirrors the dossier; its refusal must not hold the citizen's dossier.
-            self._timeline.append(
+            await self._append(
                 TimelineEntry(
                     at=workflow.now(),
                     status=entry.status,
@@ -408,6 +435,7 @@ class DossierWorkflow:
                     actor=SYSTEM,
                     note=rejection_message(err),
                     due_at=entry.due_at,
+                    awaiting=entry.awaiting,
                 )
             )
 
@@ -446,6 +474,7 @@ class DossierWorkflow:
             status=self._status,
             portal_status_code=portal_code(self._status),
             received_at=filing.received_at,
+            applicant_ref=masked(filing.submission.applicant.citizen_id),
             clock=self._clock,
             awaiting=self._awaiting,
             handled_by=self._handled_by,

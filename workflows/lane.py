@@ -150,9 +150,9 @@ class LaneWorkflow:
                 actor=actor,
                 note=note,
                 due_at=self.clock.due_at,
+                awaiting=list(self._awaiting),
             ),
             clock=self.clock,
-            awaiting=list(self._awaiting),
         )
         await workflow.get_external_workflow_handle(parent.workflow_id).signal("progress", event)
 

@@ -1,0 +1,1 @@
+"""The operators' and auditors' tool: `python -m ops ...`."""

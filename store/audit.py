@@ -1,0 +1,170 @@
+"""The audit log: append-only, hash-chained per dossier.
+
+Each event's hash covers the previous event's hash, so changing, removing or reordering any
+event breaks every hash after it. The database refuses UPDATE and DELETE on the table
+(migration 0001); this chain catches what is done behind its back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from store.tables import audit_events
+
+GENESIS = "0" * 64
+
+
+class AuditEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    dossier_code: str
+    seq: int
+    event_key: str
+    event_type: str
+    actor: str
+    at: datetime
+    payload: str
+    payload_digest: str
+    prev_hash: str
+    hash: str
+
+
+class ChainBreak(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    dossier_code: str
+    seq: int
+    reason: str
+
+
+def canonical(payload: BaseModel) -> str:
+    return json.dumps(payload.model_dump(mode="json"), ensure_ascii=False, sort_keys=True)
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _utc(value: datetime) -> str:
+    # SQLite hands timestamps back naive; every stored instant is UTC.
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat()
+
+
+def chain_hash(
+    prev_hash: str,
+    dossier_code: str,
+    seq: int,
+    event_key: str,
+    event_type: str,
+    actor: str,
+    at: datetime,
+    payload_digest: str,
+) -> str:
+    fields = (
+        prev_hash,
+        dossier_code,
+        str(seq),
+        event_key,
+        event_type,
+        actor,
+        _utc(at),
+        payload_digest,
+    )
+    return digest("\x1f".join(fields))
+
+
+async def append(
+    conn: AsyncConnection,
+    *,
+    dossier_code: str,
+    event_key: str,
+    event_type: str,
+    actor: str,
+    at: datetime,
+    payload: str,
+) -> AuditEvent:
+    """Append one event, or return the one already written under `event_key`: a retried
+    activity or a worker that crashed after the commit never writes it twice."""
+    existing = (
+        await conn.execute(
+            select(audit_events).where(
+                audit_events.c.dossier_code == dossier_code, audit_events.c.event_key == event_key
+            )
+        )
+    ).first()
+    if existing is not None:
+        return AuditEvent.model_validate(existing._asdict())
+    last = (
+        await conn.execute(
+            select(audit_events.c.seq, audit_events.c.hash)
+            .where(audit_events.c.dossier_code == dossier_code)
+            .order_by(audit_events.c.seq.desc())
+            .limit(1)
+        )
+    ).first()
+    seq, prev_hash = (last.seq + 1, last.hash) if last is not None else (1, GENESIS)
+    payload_digest = digest(payload)
+    event = AuditEvent(
+        dossier_code=dossier_code,
+        seq=seq,
+        event_key=event_key,
+        event_type=event_type,
+        actor=actor,
+        at=at,
+        payload=payload,
+        payload_digest=payload_digest,
+        prev_hash=prev_hash,
+        hash=chain_hash(
+            prev_hash, dossier_code, seq, event_key, event_type, actor, at, payload_digest
+        ),
+    )
+    # The primary key (dossier, seq) makes two concurrent writers collide instead of forking
+    # the chain; the loser's transaction fails and its activity retries.
+    await conn.execute(audit_events.insert().values(**event.model_dump()))
+    return event
+
+
+async def events(conn: AsyncConnection, dossier_code: str) -> list[AuditEvent]:
+    rows = await conn.execute(
+        select(audit_events)
+        .where(audit_events.c.dossier_code == dossier_code)
+        .order_by(audit_events.c.seq)
+    )
+    return [AuditEvent.model_validate(row._asdict()) for row in rows]
+
+
+def first_break(chain: Sequence[AuditEvent]) -> ChainBreak | None:
+    """The first event whose content, hash or link does not hold."""
+    prev_hash = GENESIS
+    for expected_seq, event in enumerate(chain, start=1):
+        where = {"dossier_code": event.dossier_code, "seq": event.seq}
+        if event.seq != expected_seq:
+            return ChainBreak(
+                **where, reason=f"sequence jumps from {expected_seq - 1} to {event.seq}"
+            )
+        if event.prev_hash != prev_hash:
+            return ChainBreak(**where, reason="previous hash does not match the event before")
+        if digest(event.payload) != event.payload_digest:
+            return ChainBreak(**where, reason="payload does not match its digest")
+        recomputed = chain_hash(
+            event.prev_hash,
+            event.dossier_code,
+            event.seq,
+            event.event_key,
+            event.event_type,
+            event.actor,
+            event.at,
+            event.payload_digest,
+        )
+        if recomputed != event.hash:
+            return ChainBreak(**where, reason="hash does not match the event's content")
+        prev_hash = event.hash
+    return None

@@ -1,0 +1,121 @@
+"""Writing one timeline step into the read model: the audit event, the dossier's row, its tasks.
+
+The dossier row is a function of the dossier's current view and the tasks a function of its
+timeline, so writing step by step and rebuilding from Temporal give the same tables.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from schemas.actions import Action
+from schemas.dossier import DossierView, TimelineEntry
+from schemas.exchanges import ProjectionReceipt, ProjectionRecord
+from store import audit
+from store.tables import audit_events, dossiers, tasks
+
+
+def dossier_values(view: DossierView, last_event_seq: int, updated_at: datetime) -> dict[str, Any]:
+    clock = view.clock
+    return {
+        "code": view.code,
+        "procedure_code": view.procedure_code,
+        "procedure_version": view.procedure_version,
+        "receiving_unit": view.receiving_unit,
+        "competent_unit": view.competent_unit,
+        "tier": view.tier,
+        "lane": view.lane,
+        "stage": view.stage.value,
+        "status": view.status.value,
+        "portal_status_code": view.portal_status_code,
+        "outcome": view.outcome.value if view.outcome else None,
+        "received_at": view.received_at,
+        "due_at": clock.due_at if clock else None,
+        "paused_working_seconds": clock.paused_working_seconds if clock else 0,
+        "overdue": clock.overdue if clock else False,
+        "apologized": clock.apologized if clock else False,
+        "result_ready_at": view.result_ready_at,
+        "closed_at": view.closed_at,
+        "on_time": view.on_time,
+        "applicant_ref": view.applicant_ref,
+        "last_event_seq": last_event_seq,
+        "updated_at": updated_at,
+    }
+
+
+def task_rows(code: str, timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
+    """The inbox rows a timeline implies: each awaited step, open until a later step no longer
+    awaits it. Withdrawal is the citizen's right at any time, not an officer's task."""
+    open_rows: dict[tuple[str, str, str, datetime], dict[str, Any]] = {}
+    done: list[dict[str, Any]] = []
+    for entry in timeline:
+        awaited = {
+            (a.action, a.unit, a.role, a.since): a
+            for a in entry.awaiting
+            if a.action != Action.WITHDRAW.value
+        }
+        for key in [k for k in open_rows if k not in awaited]:
+            row = open_rows.pop(key)
+            done.append({**row, "done_at": entry.at, "done_by": entry.actor})
+        for key, awaited_action in awaited.items():
+            if key not in open_rows:
+                open_rows[key] = {
+                    "dossier_code": code,
+                    "action": awaited_action.action,
+                    "unit": awaited_action.unit,
+                    "role": awaited_action.role,
+                    "since": awaited_action.since,
+                    "due_at": entry.due_at,
+                    "claimed_by": None,
+                    "done_at": None,
+                    "done_by": None,
+                }
+    return [*done, *open_rows.values()]
+
+
+async def write(conn: AsyncConnection, record: ProjectionRecord) -> ProjectionReceipt:
+    entry = record.timeline[-1]
+    code = record.view.code
+    event = await audit.append(
+        conn,
+        dossier_code=code,
+        event_key=record.event_key,
+        event_type=record.event_type,
+        actor=entry.actor,
+        at=entry.at,
+        payload=audit.canonical(entry),
+    )
+    await replace_dossier(conn, record.view, record.timeline)
+    return ProjectionReceipt(
+        event_key=record.event_key, seq=event.seq, payload_digest=event.payload_digest
+    )
+
+
+async def replace_dossier(
+    conn: AsyncConnection, view: DossierView, timeline: list[TimelineEntry]
+) -> None:
+    """The dossier's row and tasks as its view and timeline say, whatever was there before."""
+    last_seq = (
+        await conn.execute(
+            select(func.coalesce(func.max(audit_events.c.seq), 0)).where(
+                audit_events.c.dossier_code == view.code
+            )
+        )
+    ).scalar_one()
+    values = dossier_values(view, int(last_seq), timeline[-1].at if timeline else view.received_at)
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(dossiers)
+    await conn.execute(
+        insert.values(**values).on_conflict_do_update(
+            index_elements=[dossiers.c.code],
+            set_={k: v for k, v in values.items() if k != "code"},
+        )
+    )
+    await conn.execute(delete(tasks).where(tasks.c.dossier_code == view.code))
+    rows = task_rows(view.code, timeline)
+    if rows:
+        await conn.execute(tasks.insert(), rows)

@@ -1,0 +1,127 @@
+"""The engine's tables. Temporal holds the truth; these are what lists, inboxes, KPIs and
+auditors read. Schema changes go through the Alembic migrations in store/migrations/."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+from store.db import metadata
+
+sequences = Table(
+    "sequences",
+    metadata,
+    Column("scope", String(120), primary_key=True),
+    Column("last_value", Integer, nullable=False),
+)
+
+# The catalogue, versioned: a dossier keeps the version it was filed under.
+procedures = Table(
+    "procedures",
+    metadata,
+    Column("code", String(16), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("definition", Text, nullable=False, comment="the catalogue entry as JSON"),
+    Column("loaded_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per dossier: its latest state, for lists and KPIs.
+dossiers = Table(
+    "dossiers",
+    metadata,
+    Column("code", String(40), primary_key=True),
+    Column("procedure_code", String(16), nullable=False),
+    Column("procedure_version", Integer, nullable=False),
+    Column("receiving_unit", String(64), nullable=False),
+    Column("competent_unit", String(64), nullable=False),
+    Column("tier", String(16), nullable=False),
+    Column("lane", String(32), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("portal_status_code", Integer, nullable=False),
+    Column("outcome", String(32)),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True)),
+    Column("paused_working_seconds", Integer, nullable=False, server_default="0"),
+    Column("overdue", Boolean, nullable=False, server_default=text("false")),
+    Column("apologized", Boolean, nullable=False, server_default=text("false")),
+    Column("result_ready_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("on_time", Boolean),
+    Column("applicant_ref", String(32), nullable=False),
+    Column("last_event_seq", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # On-time ratio per unit, per procedure and per period: closed dossiers by close time.
+    Index("ix_dossiers_receiving_closed", "receiving_unit", "closed_at"),
+    Index("ix_dossiers_competent_closed", "competent_unit", "closed_at"),
+    Index("ix_dossiers_procedure_closed", "procedure_code", "closed_at"),
+    Index("ix_dossiers_closed", "closed_at"),
+    # Past due: open dossiers by appointment.
+    Index(
+        "ix_dossiers_open_due",
+        "due_at",
+        postgresql_where=text("closed_at IS NULL"),
+        sqlite_where=text("closed_at IS NULL"),
+    ),
+    Index("ix_dossiers_status_received", "status", "received_at"),
+)
+
+# The officers' inbox: what each unit and role is awaited for.
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("dossier_code", String(40), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("unit", String(64), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True)),
+    Column("claimed_by", String(64)),
+    Column("done_at", DateTime(timezone=True)),
+    Column("done_by", String(64)),
+    UniqueConstraint("dossier_code", "action", "unit", "role", "since", name="uq_tasks_step"),
+    Index(
+        "ix_tasks_open_inbox",
+        "unit",
+        "role",
+        "due_at",
+        postgresql_where=text("done_at IS NULL"),
+        sqlite_where=text("done_at IS NULL"),
+    ),
+    Index("ix_tasks_dossier", "dossier_code"),
+)
+
+# Append-only and hash-chained per dossier; triggers refuse UPDATE and DELETE.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("dossier_code", String(40), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column(
+        "event_key",
+        String(120),
+        nullable=False,
+        comment="run id and timeline index, or operator:<uuid>",
+    ),
+    Column("event_type", String(64), nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("payload", Text, nullable=False, comment="canonical JSON of the event"),
+    Column("payload_digest", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("dossier_code", "event_key", name="uq_audit_events_key"),
+)

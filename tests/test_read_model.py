@@ -1,0 +1,243 @@
+"""The read model and the audit log: one event per step, rows that match the dossier, a
+rebuild from Temporal equal to the step-by-step writes, tampering named, resets audited."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from temporalio.api.enums.v1 import EventType
+
+from domain.statuses import DossierStatus, Role, Stage, event_type_of
+from ops import audit as audit_ops
+from ops.rebuild import rebuild
+from ops.reset import reset_dossier
+from schemas.actions import Action, HandOver, Supplement, SupplementRequest
+from schemas.dossier import SubmittedDocument
+from schemas.exchanges import ProjectionRecord
+from simulators.seed import sample_civil_packages
+from store import audit, projection
+from store.db import engine_for
+from store.tables import audit_events, dossiers, tasks
+from tests.conftest import EngineStack
+from tests.driver import act, officer, result, submission, submit, timeline, view, wait_for
+from tests.test_lifecycle import approve_through
+
+BIRTH = "1.001193"
+
+
+@pytest.fixture
+async def conn(stack: EngineStack) -> AsyncIterator[AsyncConnection]:
+    async with engine_for(stack.settings.database_url).connect() as connection:
+        yield connection
+
+
+async def full_dossier(stack: EngineStack, citizen: int, unit: str) -> str:
+    package = sample_civil_packages()[citizen].package_id
+    code = await submit(stack, submission(BIRTH, unit, citizen=citizen, subject_reference=package))
+    await act(
+        stack,
+        code,
+        Action.REQUEST_SUPPLEMENT,
+        SupplementRequest(officer=officer(Role.SPECIALIST, unit), missing=["identity_card"]),
+    )
+    await act(
+        stack,
+        code,
+        Action.PROVIDE_SUPPLEMENT,
+        Supplement(
+            officer=officer(Role.COUNTER_OFFICER, unit),
+            documents=[SubmittedDocument(kind="identity_card", title="CCCD")],
+        ),
+    )
+    await approve_through(stack, code, unit)
+    await act(stack, code, Action.HAND_OVER, HandOver(officer=officer(Role.COUNTER_OFFICER, unit)))
+    await result(stack, code)
+    return code
+
+
+async def test_each_step_is_one_chained_audit_event_and_the_rows_match_the_dossier(
+    stack: EngineStack, conn: AsyncConnection
+) -> None:
+    code = await full_dossier(stack, 50, "hong-ha")
+    steps = await timeline(stack, code)
+    final = await view(stack, code)
+
+    chain = await audit.events(conn, code)
+    assert [e.event_type for e in chain] == [event_type_of(s.step) for s in steps]
+    assert [e.seq for e in chain] == list(range(1, len(steps) + 1))
+    assert audit.first_break(chain) is None
+
+    row = (await conn.execute(select(dossiers).where(dossiers.c.code == code))).one()
+    assert final.clock is not None
+    assert (row.status, row.portal_status_code, row.stage, row.outcome) == (
+        DossierStatus.RETURNED.value,
+        10,
+        Stage.CLOSED.value,
+        "approved",
+    )
+    assert row.on_time is True and row.last_event_seq == len(chain)
+    assert row.applicant_ref == final.applicant_ref and "*" in row.applicant_ref
+    inbox = (await conn.execute(select(tasks).where(tasks.c.dossier_code == code))).all()
+    # Every awaited step became a task at its unit and role, and each is done now.
+    assert {(t.action, t.role) for t in inbox} == {
+        ("appraise", "specialist"),
+        ("request_supplement", "specialist"),
+        ("provide_supplement", "counter_officer"),
+        ("approve", "leader"),
+        ("refuse", "leader"),
+        ("hand_over", "counter_officer"),
+    }
+    assert all(t.done_at is not None for t in inbox)
+
+    report = await audit_ops.verify(conn, stack.client, code)
+    assert report.broken is None and report.events == len(chain)
+
+
+async def test_a_retried_write_writes_nothing_twice(stack: EngineStack) -> None:
+    code = await full_dossier(stack, 51, "hong-ha")
+    steps = await timeline(stack, code)
+    record = ProjectionRecord(
+        event_key=f"{(await stack.client.get_workflow_handle(code).describe()).run_id}:3",
+        event_type=event_type_of(steps[3].step),
+        view=await view(stack, code),
+        timeline=steps[:4],
+    )
+    engine = engine_for(stack.settings.database_url)
+    async with engine.begin() as c:
+        before = (await c.execute(select(func.count()).select_from(audit_events))).scalar_one()
+        receipt = await projection.write(c, record)
+        after = (await c.execute(select(func.count()).select_from(audit_events))).scalar_one()
+    assert after == before and receipt.seq == 4
+    # The row follows the view it was given; the next step's write brings it back.
+    async with engine.begin() as c:
+        await projection.replace_dossier(c, await view(stack, code), steps)
+
+
+async def snapshot(conn: AsyncConnection) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+    rows = {tuple(r) for r in await conn.execute(select(dossiers))}
+    task_columns = [c for c in tasks.c if c.name != "id"]
+    inbox = {tuple(r) for r in await conn.execute(select(*task_columns))}
+    return rows, inbox
+
+
+async def test_rebuild_from_temporal_equals_the_step_by_step_tables(stack: EngineStack) -> None:
+    await full_dossier(stack, 52, "bo-de")
+    # One left open, waiting on an officer, so open tasks are compared too.
+    open_code = await submit(
+        stack,
+        submission(
+            BIRTH, "bo-de", citizen=53, subject_reference=sample_civil_packages()[53].package_id
+        ),
+    )
+    await wait_for(stack, open_code, Action.APPRAISE)
+    engine = engine_for(stack.settings.database_url)
+    async with engine.connect() as c:
+        before = await snapshot(c)
+    async with engine.begin() as c:
+        count = await rebuild(c, stack.client)
+    async with engine.connect() as c:
+        after = await snapshot(c)
+    assert count == len(before[0])
+    assert after == before
+
+
+async def test_a_reset_is_an_operator_event_and_the_steps_run_again_are_new_events(
+    stack: EngineStack, conn: AsyncConnection
+) -> None:
+    package = sample_civil_packages()[54].package_id
+    code = await submit(stack, submission(BIRTH, "viet-hung", citizen=54, subject_reference=package))
+    await approve_through(stack, code, "viet-hung")
+    await wait_for(stack, code, Action.HAND_OVER)
+    history = await stack.client.get_workflow_handle(code).fetch_history()
+    child_done = next(
+        e.event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED
+    )
+    task_completed = next(
+        e.event_id
+        for e in history.events
+        if e.event_id > child_done
+        and e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+    )
+    before = len(await audit.events(conn, code))
+
+    engine = engine_for(stack.settings.database_url)
+    async with engine.begin() as c:
+        await reset_dossier(
+            stack.client,
+            c,
+            code=code,
+            workflow_task_finish_event_id=task_completed,
+            operator="operator.nguyen",
+            reason="portal sync replayed after the portal's outage",
+        )
+    await act(stack, code, Action.HAND_OVER, HandOver(officer=officer(Role.COUNTER_OFFICER, "viet-hung")))
+    await result(stack, code)
+
+    async with engine.connect() as c:
+        chain = await audit.events(c, code)
+    kinds = [e.event_type for e in chain]
+    assert kinds[before] == "operator_reset" and chain[before].actor == "operator.nguyen"
+    assert kinds[before + 1 :].count("result_at_the_receiving_unit") == 1
+    assert kinds[-1] == "closed_approved"
+    assert audit.first_break(chain) is None
+    async with engine.connect() as c:
+        report = await audit_ops.verify(c, stack.client, code)
+    assert report.broken is None, report.broken
+
+
+async def test_an_event_altered_behind_the_systems_back_is_named(
+    stack: EngineStack,
+) -> None:
+    code = await full_dossier(stack, 55, "phuc-loi")
+    engine = engine_for(stack.settings.database_url)
+    async with engine.begin() as c:
+        original = (
+            await c.execute(
+                select(audit_events.c.actor).where(
+                    audit_events.c.dossier_code == code, audit_events.c.seq == 3
+                )
+            )
+        ).scalar_one()
+        restore = await disable_append_only_guard(c)
+        await c.execute(
+            audit_events.update()
+            .where(audit_events.c.dossier_code == code, audit_events.c.seq == 3)
+            .values(actor="someone.else")
+        )
+    try:
+        async with engine.connect() as c:
+            report = await audit_ops.verify(c, stack.client)
+        assert report.broken is not None
+        assert (report.broken.dossier_code, report.broken.seq) == (code, 3)
+        assert "hash does not match" in report.broken.reason
+    finally:
+        async with engine.begin() as c:
+            await c.execute(
+                audit_events.update()
+                .where(audit_events.c.dossier_code == code, audit_events.c.seq == 3)
+                .values(actor=original)
+            )
+            for statement in restore:
+                await c.execute(text(statement))
+
+
+async def disable_append_only_guard(conn: AsyncConnection) -> list[str]:
+    """What someone with database access could do: take the triggers off. Returns the
+    statements that put them back."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+        return ["ALTER TABLE audit_events ENABLE TRIGGER USER"]
+    triggers = (
+        await conn.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_events'")
+        )
+    ).all()
+    for name, _ in triggers:
+        await conn.execute(text(f"DROP TRIGGER {name}"))
+    return [sql for _, sql in triggers]
