@@ -28,7 +28,7 @@ from activities.http import new_http_client
 from config import ROOT, Settings, load_settings, settings
 from domain import lanes
 from simulators.process import running_simulators
-from store.db import create_schema
+from store.startup import prepare_database
 from worker import build_workers, warm_up
 from workflows import search_attributes as sa
 
@@ -82,7 +82,7 @@ async def embedded(
                     ),
                 }
             )
-            await create_schema(config.database_url)
+            await prepare_database(config.database_url)
             async with new_http_client() as http:
                 workers = build_workers(env.client, config, queues, http)
                 runs = [asyncio.create_task(w.run()) for w in workers]
@@ -126,7 +126,7 @@ async def run_foreground() -> int:
     warm_up()
     data_dir = config.data_dir
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
-    await create_schema(config.database_url)
+    await prepare_database(config.database_url)
 
     env: WorkflowEnvironment | None = None
     address = config.temporal_address

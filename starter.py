@@ -219,9 +219,9 @@ async def demo(count: int, timeout: float) -> int:
         from worker import connect
 
         client = await connect(config)
-        from store.db import create_schema
+        from store.startup import prepare_database
 
-        await create_schema(config.database_url)
+        await prepare_database(config.database_url)
         return await run_demo(client, count, config.database_url, timeout)
     from stack import embedded
 
@@ -245,11 +245,11 @@ def read_submission(path: Path) -> DossierSubmission | None:
 
 async def submit_file(path: Path, submission: DossierSubmission) -> int:
     config = settings()
-    from store.db import create_schema
+    from store.startup import prepare_database
     from worker import connect
 
     client = await connect(config)
-    await create_schema(config.database_url)
+    await prepare_database(config.database_url)
     try:
         receipt = await dossiers.submit(
             client, submission, default_catalogue(), config.database_url

@@ -35,7 +35,7 @@ from domain import lanes
 from domain.calendar import CalendarDataError, default_calendar
 from domain.catalogue import CatalogueError, default_catalogue
 from schemas.catalogue import Registry
-from store.db import create_schema
+from store.startup import prepare_database
 from workflows.certification import CertificationWorkflow
 from workflows.dossier import DossierWorkflow
 from workflows.processing import ProcessingWorkflow
@@ -152,7 +152,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
     config = settings()
     logs.configure(config.log_level)
     warm_up()
-    await create_schema(config.database_url)
+    await prepare_database(config.database_url)
     client = await connect(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,7 +1,7 @@
 """`python -m ops`: the operators' and auditors' tool.
 
-    python -m ops audit verify [CODE]    verify audit chains against the workflow histories
-    python -m ops rebuild                rebuild `dossiers` and `tasks` from Temporal
+python -m ops audit verify [CODE]    verify audit chains against the workflow histories
+python -m ops rebuild                rebuild `dossiers` and `tasks` from Temporal
 """
 
 from __future__ import annotations

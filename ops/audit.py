@@ -39,7 +39,9 @@ async def dossier_codes(conn: AsyncConnection, code: str | None) -> AsyncIterato
         yield str(row[0])
 
 
-async def receipts_in_history(client: Client, code: str, run_id: str) -> dict[str, ProjectionReceipt]:
+async def receipts_in_history(
+    client: Client, code: str, run_id: str
+) -> dict[str, ProjectionReceipt]:
     """The projection receipts a run's history recorded, by event key."""
     history = await client.get_workflow_handle(code, run_id=run_id).fetch_history()
     converter = client.data_converter

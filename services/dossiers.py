@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,7 +13,7 @@ from temporalio.common import (
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
 )
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from domain import lanes
 from domain.calendar import default_calendar
@@ -31,6 +32,7 @@ HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 # from another month, and never one from the future.
 MAX_BACKDATING = timedelta(days=30)
 CLOCK_SKEW = timedelta(minutes=5)
+NOT_READY_RETRIES = 10
 
 
 class FilingError(ValueError):
@@ -144,16 +146,23 @@ async def timeline(client: Client, code: str) -> list[TimelineEntry]:
 async def act(client: Client, code: str, action: Action, step: Step) -> Acknowledgement:
     """Send a human step to the workflow that holds the dossier now (the dossier itself at
     intake and return, its lane while the competent unit works on it)."""
-    view = await status(client, code)
-    handle = client.get_workflow_handle(view.handled_by)
-    try:
-        acknowledgement: Acknowledgement = await handle.execute_update(
-            action.value, step, result_type=Acknowledgement
-        )
-        return acknowledgement
-    except WorkflowUpdateFailedError as err:
-        cause = err.cause
-        raise ActionRefused(getattr(cause, "message", None) or str(cause)) from err
-    except RPCError as err:
-        # The lane finished between the status read and the update: the step is no longer there.
-        raise ActionRefused(f"{action.value}: dossier {code} moved on ({err.message})") from err
+    for attempt in range(NOT_READY_RETRIES + 1):
+        view = await status(client, code)
+        handle = client.get_workflow_handle(view.handled_by)
+        try:
+            acknowledgement: Acknowledgement = await handle.execute_update(
+                action.value, step, result_type=Acknowledgement
+            )
+            return acknowledgement
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            raise ActionRefused(getattr(cause, "message", None) or str(cause)) from err
+        except RPCError as err:
+            # The workflow's last task failed and is being retried (a worker restart, an
+            # overloaded worker): the step can be taken in a moment.
+            if err.status is RPCStatusCode.FAILED_PRECONDITION and attempt < NOT_READY_RETRIES:
+                await asyncio.sleep(0.2 * (attempt + 1))
+                continue
+            # The lane finished between the status read and the update: the step is gone.
+            raise ActionRefused(f"{action.value}: dossier {code} moved on ({err.message})") from err
+    raise AssertionError("unreachable")

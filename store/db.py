@@ -37,13 +37,6 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
-async def create_schema(url: str) -> None:
-    import store.tables  # noqa: F401  (registers the tables on the metadata)
-
-    async with engine_for(url).begin() as conn:
-        await conn.run_sync(metadata.create_all)
-
-
 async def dispose_all() -> None:
     for engine in _engines.values():
         await engine.dispose()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 from alembic import command
 from alembic.config import Config
@@ -27,6 +28,12 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 # Key of the PostgreSQL advisory lock held while migrating (any constant unique to us).
 _LOCK_KEY = 0x48414E4F49_0001  # "HANOI", 1
+
+
+# Alembic's `context` and `op` are process-wide proxies, and run_sync interleaves upgrades on
+# one thread: two databases migrated at once in a process would get each other's DDL. One
+# upgrade at a time per event loop (the database lock only orders upgrades of one database).
+_local_locks: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = WeakKeyDictionary()
 
 
 class SchemaTooNew(RuntimeError):
@@ -66,6 +73,11 @@ async def current_revision(database_url: str) -> str | None:
 
 async def migrate(database_url: str) -> None:
     """Upgrade the database to head; raise SchemaTooNew (touching nothing) when it is newer."""
+    async with _local_lock():
+        await _migrate(database_url)
+
+
+async def _migrate(database_url: str) -> None:
     engine = engine_for(database_url)  # also creates the SQLite file's folder
     try:
         async with engine.connect() as conn:
@@ -84,12 +96,20 @@ async def migrate(database_url: str) -> None:
             else:
                 async with conn.begin():
                     # Released at commit or rollback, even if this process dies.
-                    await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY}
-                    )
+                    lock = text("SELECT pg_advisory_xact_lock(:key)")
+                    await conn.execute(lock, {"key": _LOCK_KEY})
                     await conn.run_sync(_upgrade)
     finally:
+        # Pooled connections are bound to this event loop: leave none behind.
         await engine.dispose()
+
+
+def _local_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _local_locks.get(loop)
+    if lock is None:
+        lock = _local_locks[loop] = asyncio.Lock()
+    return lock
 
 
 def _revision(connection: Connection) -> str | None:

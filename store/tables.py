@@ -3,6 +3,9 @@ auditors read. Schema changes go through the Alembic migrations in store/migrati
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     Boolean,
     Column,
@@ -15,8 +18,32 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 from store.db import metadata
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Instants stored in UTC on every backend: SQLite keeps no offset, so a +07:00 appointment
+    written as is would read back seven hours off."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: every stored instant carries its offset")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 sequences = Table(
     "sequences",
@@ -34,7 +61,7 @@ procedures = Table(
     Column("name", Text, nullable=False),
     Column("tier", String(16), nullable=False),
     Column("definition", Text, nullable=False, comment="the catalogue entry as JSON"),
-    Column("loaded_at", DateTime(timezone=True), nullable=False),
+    Column("loaded_at", UTCDateTime(), nullable=False),
 )
 
 # One row per dossier: its latest state, for lists and KPIs.
@@ -52,17 +79,17 @@ dossiers = Table(
     Column("status", String(32), nullable=False),
     Column("portal_status_code", Integer, nullable=False),
     Column("outcome", String(32)),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-    Column("due_at", DateTime(timezone=True)),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("due_at", UTCDateTime()),
     Column("paused_working_seconds", Integer, nullable=False, server_default="0"),
     Column("overdue", Boolean, nullable=False, server_default=text("false")),
     Column("apologized", Boolean, nullable=False, server_default=text("false")),
-    Column("result_ready_at", DateTime(timezone=True)),
-    Column("closed_at", DateTime(timezone=True)),
+    Column("result_ready_at", UTCDateTime()),
+    Column("closed_at", UTCDateTime()),
     Column("on_time", Boolean),
     Column("applicant_ref", String(32), nullable=False),
     Column("last_event_seq", Integer, nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     # On-time ratio per unit, per procedure and per period: closed dossiers by close time.
     Index("ix_dossiers_receiving_closed", "receiving_unit", "closed_at"),
     Index("ix_dossiers_competent_closed", "competent_unit", "closed_at"),
@@ -87,10 +114,10 @@ tasks = Table(
     Column("action", String(32), nullable=False),
     Column("unit", String(64), nullable=False),
     Column("role", String(32), nullable=False),
-    Column("since", DateTime(timezone=True), nullable=False),
-    Column("due_at", DateTime(timezone=True)),
+    Column("since", UTCDateTime(), nullable=False),
+    Column("due_at", UTCDateTime()),
     Column("claimed_by", String(64)),
-    Column("done_at", DateTime(timezone=True)),
+    Column("done_at", UTCDateTime()),
     Column("done_by", String(64)),
     UniqueConstraint("dossier_code", "action", "unit", "role", "since", name="uq_tasks_step"),
     Index(
@@ -118,7 +145,7 @@ audit_events = Table(
     ),
     Column("event_type", String(64), nullable=False),
     Column("actor", String(120), nullable=False),
-    Column("at", DateTime(timezone=True), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
     Column("payload", Text, nullable=False, comment="canonical JSON of the event"),
     Column("payload_digest", String(64), nullable=False),
     Column("prev_hash", String(64), nullable=False),

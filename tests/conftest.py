@@ -31,7 +31,8 @@ from config import Settings, load_settings
 from domain import lanes
 from simulators.process import SimulatorsProcess, running_simulators
 from stack import start_dev_server, temporal_cli
-from store.db import create_schema, dispose_all
+from store.db import dispose_all
+from store.startup import prepare_database
 from worker import build_workers, sandbox_runner, warm_up
 from workflows import search_attributes as sa
 from workflows.certification import CertificationWorkflow
@@ -97,7 +98,7 @@ async def stack(data_dir: Path, simulators: SimulatorsProcess) -> AsyncIterator[
             "database_url": database_url,
         }
     )
-    await create_schema(database_url)
+    await prepare_database(database_url)
     env = await _environment()
     async with new_http_client() as http:
         workers = build_workers(env.client, config, lanes.ALL_QUEUES, http)

@@ -17,8 +17,8 @@ from schemas.catalogue import Tier
 from schemas.dossier import Applicant, DossierSubmission, SubmittedDocument
 from services.dossiers import FilingError, prepare_filing
 from simulators.seed import sample_citizens
-from store.db import create_schema
 from store.sequences import next_value
+from store.startup import prepare_database
 
 HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -39,7 +39,7 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = f"sqlite+aiosqlite:///{tmp_path}/codes.db"
     else:
         url = os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{tmp_path}/configured.db"
-    await create_schema(url)
+    await prepare_database(url)
     return url
 
 

@@ -1,0 +1,332 @@
+"""The KPIs officers and leaders read: on-time ratios, dossiers past their appointment, open
+tasks and a unit's inbox. SQLAlchemy Core over store.tables, on SQLite and PostgreSQL.
+
+Each function takes an open AsyncConnection (the caller picks the transaction) and emits one
+query that an index of store.tables serves; tests/test_kpis.py checks the plans.
+
+Time windows are half-open, [from, to), and every datetime must be timezone-aware. Results
+are in UTC. Dates of "day" and "month" periods are Hanoi's (UTC+7, no daylight saving).
+On SQLite a DateTime column keeps no offset: the rows are (and must be written) in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import String, case, func, literal_column, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from store.tables import dossiers, tasks
+
+HANOI_UTC_OFFSET_HOURS = 7  # Indochina Time, no daylight saving
+HANOI = timezone(timedelta(hours=HANOI_UTC_OFFSET_HOURS), "ICT")
+
+GroupBy = Literal["receiving_unit", "competent_unit", "procedure_code"]
+Period = Literal["day", "month"]
+UnitRole = Literal["competent_unit", "receiving_unit"]
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class OnTimeRow(_Row):
+    """One unit or procedure. `closed` counts the dossiers closed with a verdict (on time or
+    late); those closed without one (withdrawn, rejected at intake, stopped) are apart in
+    `no_verdict` and outside the ratio."""
+
+    key: str
+    closed: int
+    on_time: int
+    late: int
+    no_verdict: int
+    ratio: float | None  # on_time / closed; None when nothing closed with a verdict
+
+
+class PeriodRow(_Row):
+    period: date  # first day of the Hanoi-local day or month
+    closed: int
+    on_time: int
+    late: int
+    no_verdict: int
+    ratio: float | None
+
+
+class PastDueRow(_Row):
+    code: str
+    procedure_code: str
+    receiving_unit: str
+    competent_unit: str
+    status: str
+    received_at: datetime
+    due_at: datetime
+
+
+class OpenTasksRow(_Row):
+    unit: str
+    role: str
+    open: int
+    oldest_since: datetime
+    earliest_due_at: datetime | None
+
+
+class TaskRow(_Row):
+    id: int
+    dossier_code: str
+    action: str
+    unit: str
+    role: str
+    since: datetime
+    due_at: datetime | None
+    claimed_by: str | None
+
+
+async def on_time_ratio(
+    conn: AsyncConnection,
+    *,
+    by: GroupBy,
+    closed_from: datetime,
+    closed_to: datetime,
+    unit_or_procedure: str | None = None,
+) -> list[OnTimeRow]:
+    """Dossiers closed in [closed_from, closed_to), per unit or procedure, by key."""
+    key = _group_column(by)
+    statement = (
+        select(key.label("key"), *_verdict_counts())
+        .where(dossiers.c.closed_at >= _utc(closed_from), dossiers.c.closed_at < _utc(closed_to))
+        .group_by(key)
+        .order_by(key)
+    )
+    if unit_or_procedure is not None:
+        statement = statement.where(key == unit_or_procedure)
+    rows = (await conn.execute(statement)).all()
+    return [OnTimeRow(key=row.key, **_verdicts(row)) for row in rows]
+
+
+async def on_time_by_period(
+    conn: AsyncConnection,
+    *,
+    period: Period,
+    closed_from: datetime,
+    closed_to: datetime,
+    receiving_unit: str | None = None,
+) -> list[PeriodRow]:
+    """Dossiers closed in [closed_from, closed_to), per Hanoi-local day or month, in order."""
+    bucket = hanoi_period(conn.dialect.name, period, dossiers.c.closed_at)
+    statement = (
+        select(bucket.label("period"), *_verdict_counts())
+        .where(dossiers.c.closed_at >= _utc(closed_from), dossiers.c.closed_at < _utc(closed_to))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    if receiving_unit is not None:
+        statement = statement.where(dossiers.c.receiving_unit == receiving_unit)
+    rows = (await conn.execute(statement)).all()
+    return [
+        PeriodRow(period=date.fromisoformat(_full_date(row.period)), **_verdicts(row))
+        for row in rows
+    ]
+
+
+async def past_due(
+    conn: AsyncConnection,
+    *,
+    now: datetime,
+    unit: str | None = None,
+    unit_role: UnitRole = "competent_unit",
+    limit: int = 100,
+    after_due: datetime | None = None,
+    after_code: str | None = None,
+) -> list[PastDueRow]:
+    """Open dossiers whose appointment is before `now`, the longest overdue first.
+
+    `unit` filters on the competent unit (the one the legal clock runs against), or on the
+    receiving unit with unit_role="receiving_unit". Next page: pass the last row's due_at
+    and code as after_due and after_code (many dossiers share a 17:00 appointment, so the
+    code breaks ties; after_due alone skips every dossier due at that instant)."""
+    _check_limit(limit)
+    statement = (
+        select(
+            dossiers.c.code,
+            dossiers.c.procedure_code,
+            dossiers.c.receiving_unit,
+            dossiers.c.competent_unit,
+            dossiers.c.status,
+            dossiers.c.received_at,
+            dossiers.c.due_at,
+        )
+        .where(dossiers.c.closed_at.is_(None), dossiers.c.due_at < _utc(now))
+        .order_by(dossiers.c.due_at, dossiers.c.code)
+        .limit(limit)
+    )
+    if unit is not None:
+        statement = statement.where(_unit_column(unit_role) == unit)
+    if after_due is not None:
+        after = _utc(after_due)
+        if after_code is None:
+            statement = statement.where(dossiers.c.due_at > after)
+        else:
+            # The >= bound keeps the range on the due_at index; the OR only trims ties.
+            statement = statement.where(
+                dossiers.c.due_at >= after,
+                or_(dossiers.c.due_at > after, dossiers.c.code > after_code),
+            )
+    rows = (await conn.execute(statement)).all()
+    return [
+        PastDueRow(
+            code=row.code,
+            procedure_code=row.procedure_code,
+            receiving_unit=row.receiving_unit,
+            competent_unit=row.competent_unit,
+            status=row.status,
+            received_at=_from_db(row.received_at),
+            due_at=_from_db(row.due_at),
+        )
+        for row in rows
+    ]
+
+
+async def open_tasks(conn: AsyncConnection, *, unit: str | None = None) -> list[OpenTasksRow]:
+    """Open tasks (not done) per unit and role, by unit then role."""
+    statement = (
+        select(
+            tasks.c.unit,
+            tasks.c.role,
+            func.count().label("open"),
+            func.min(tasks.c.since).label("oldest_since"),
+            func.min(tasks.c.due_at).label("earliest_due_at"),
+        )
+        .where(tasks.c.done_at.is_(None))
+        .group_by(tasks.c.unit, tasks.c.role)
+        .order_by(tasks.c.unit, tasks.c.role)
+    )
+    if unit is not None:
+        statement = statement.where(tasks.c.unit == unit)
+    rows = (await conn.execute(statement)).all()
+    return [
+        OpenTasksRow(
+            unit=row.unit,
+            role=row.role,
+            open=row.open,
+            oldest_since=_from_db(row.oldest_since),
+            earliest_due_at=_from_db_or_none(row.earliest_due_at),
+        )
+        for row in rows
+    ]
+
+
+async def inbox(
+    conn: AsyncConnection, *, unit: str, role: str | None = None, limit: int = 100
+) -> list[TaskRow]:
+    """A unit's open tasks, earliest due first; tasks without a due time come last."""
+    _check_limit(limit)
+    statement = (
+        select(
+            tasks.c.id,
+            tasks.c.dossier_code,
+            tasks.c.action,
+            tasks.c.unit,
+            tasks.c.role,
+            tasks.c.since,
+            tasks.c.due_at,
+            tasks.c.claimed_by,
+        )
+        .where(tasks.c.done_at.is_(None), tasks.c.unit == unit)
+        # NULLS LAST spelled out: SQLite would put them first, PostgreSQL last.
+        .order_by(tasks.c.due_at.asc().nulls_last(), tasks.c.since, tasks.c.id)
+        .limit(limit)
+    )
+    if role is not None:
+        statement = statement.where(tasks.c.role == role)
+    rows = (await conn.execute(statement)).all()
+    return [
+        TaskRow(
+            id=row.id,
+            dossier_code=row.dossier_code,
+            action=row.action,
+            unit=row.unit,
+            role=row.role,
+            since=_from_db(row.since),
+            due_at=_from_db_or_none(row.due_at),
+            claimed_by=row.claimed_by,
+        )
+        for row in rows
+    ]
+
+
+def hanoi_period(
+    dialect: str, period: Period, column: ColumnElement[datetime]
+) -> ColumnElement[str]:
+    """The Hanoi-local day ('YYYY-MM-DD') or month ('YYYY-MM') of a UTC timestamp, as text
+    so both backends group and return the same thing. The formats are SQL literals, not
+    parameters: PostgreSQL only matches the GROUP BY to the select list when they are."""
+    hours = HANOI_UTC_OFFSET_HOURS
+    if dialect == "postgresql":
+        fmt = "YYYY-MM-DD" if period == "day" else "YYYY-MM"
+        local = func.timezone(literal_column(f"INTERVAL '{hours:+03d}:00'"), column)
+        return func.to_char(local, literal_column(f"'{fmt}'"), type_=String())
+    if dialect == "sqlite":
+        fmt = "%Y-%m-%d" if period == "day" else "%Y-%m"
+        shift: ColumnElement[str] = literal_column(f"'{hours:+d} hours'")
+        return func.strftime(literal_column(f"'{fmt}'"), column, shift, type_=String())
+    raise NotImplementedError(f"no Hanoi-local periods on {dialect}")
+
+
+def _verdict_counts() -> Sequence[ColumnElement[Any]]:
+    return (
+        func.count().label("all_closed"),
+        func.count(dossiers.c.on_time).label("closed"),
+        func.count(case((dossiers.c.on_time, 1))).label("on_time"),
+    )
+
+
+def _verdicts(row: Any) -> dict[str, Any]:
+    closed, on_time = int(row.closed), int(row.on_time)
+    return {
+        "closed": closed,
+        "on_time": on_time,
+        "late": closed - on_time,
+        "no_verdict": int(row.all_closed) - closed,
+        "ratio": on_time / closed if closed else None,
+    }
+
+
+def _group_column(by: str) -> ColumnElement[str]:
+    if by not in ("receiving_unit", "competent_unit", "procedure_code"):
+        raise ValueError(f"by: unknown grouping {by!r}")
+    return dossiers.c[by]
+
+
+def _unit_column(unit_role: str) -> ColumnElement[str]:
+    if unit_role not in ("competent_unit", "receiving_unit"):
+        raise ValueError(f"unit_role: unknown unit column {unit_role!r}")
+    return dossiers.c[unit_role]
+
+
+def _full_date(period: str) -> str:
+    return period if len(period) == len("YYYY-MM-DD") else f"{period}-01"
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise ValueError(f"limit: must be at least 1, not {limit}")
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite compares the stored UTC text: a bound time must be UTC too.
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{value.isoformat()}: a KPI bound must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _from_db(value: datetime) -> datetime:
+    # SQLite hands back naive UTC; PostgreSQL aware.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _from_db_or_none(value: datetime | None) -> datetime | None:
+    return None if value is None else _from_db(value)
