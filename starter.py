@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -59,6 +60,8 @@ from simulators.seed import (
 )
 
 HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
+# How often the demo's officers look at their dossiers.
+OFFICER_POLL_SECONDS = 0.5
 
 
 # --- the sample set ----------------------------------------------------------------------------
@@ -150,14 +153,14 @@ async def play_officers(client: Client, index: int, code: str, deadline: float) 
             return view
         awaited = [a for a in view.awaiting if a.action != Action.WITHDRAW.value]
         if not awaited:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(OFFICER_POLL_SECONDS)
             continue
         action, step = demo_step(index, awaited[0], asked)
         asked = asked or action is Action.REQUEST_SUPPLEMENT
         try:
             await dossiers.act(client, code, action, step)
         except dossiers.ActionRefused:
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(OFFICER_POLL_SECONDS)
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -208,9 +211,55 @@ async def run_demo(client: Client, count: int, database_url: str, timeout: float
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    await check_read_model(client, database_url, views)
     closed = sum(1 for v in views if v.stage is Stage.CLOSED)
     print(f"demo: {count} submitted, {closed} closed, {count - closed} stuck")
     return 0 if closed == count else 1
+
+
+def row_matches(row: Any, view: DossierView) -> bool:
+    due_at = view.clock.due_at if view.clock else None
+    return bool(
+        row.status == view.status.value
+        and row.closed_at == view.closed_at
+        and row.on_time == view.on_time
+        and row.due_at == due_at
+    )
+
+
+async def check_read_model(client: Client, database_url: str, views: list[DossierView]) -> None:
+    """The `dossiers` table against the table above, and the audit chains against the
+    histories: what a counter's list and an auditor would see of the same dossiers."""
+    from sqlalchemy import select
+
+    from ops.audit import verify
+    from store.db import engine_for
+    from store.tables import dossiers as dossier_rows
+
+    by_code = {v.code: v for v in views}
+    async with engine_for(database_url).connect() as conn:
+        # The last step's write trails the state the query shows by one local activity.
+        for _ in range(50):
+            rows = (
+                await conn.execute(
+                    select(dossier_rows).where(dossier_rows.c.code.in_(list(by_code)))
+                )
+            ).all()
+            matching = [r for r in rows if row_matches(r, by_code[r.code])]
+            if len(matching) == len(views):
+                break
+            await asyncio.sleep(0.1)
+            await conn.rollback()
+        print(f"read model: {len(matching)} of {len(views)} dossier rows match the table")
+        events = 0
+        for code in by_code:
+            report = await verify(conn, client, code)
+            events += report.events
+            if report.broken is not None:
+                broken = report.broken
+                print(f"audit: BROKEN at {broken.dossier_code} event {broken.seq}: {broken.reason}")
+                return
+        print(f"audit: {len(views)} dossiers and {events} events verified")
 
 
 async def demo(count: int, timeout: float) -> int:

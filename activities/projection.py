@@ -8,7 +8,7 @@ from temporalio import activity
 from config import Settings
 from schemas.exchanges import ProjectionReceipt, ProjectionRecord
 from store import projection
-from store.db import engine_for
+from store.db import writing
 
 
 class ProjectionActivities:
@@ -17,5 +17,5 @@ class ProjectionActivities:
 
     @activity.defn(name="project")
     async def project(self, record: ProjectionRecord) -> ProjectionReceipt:
-        async with engine_for(self._settings.database_url).begin() as conn:
+        async with writing(self._settings.database_url) as conn:
             return await projection.write(conn, record)

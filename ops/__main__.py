@@ -92,7 +92,7 @@ def rebuild(
         client = await _client(config)
         with _progress() as progress:
             task = progress.add_task("rebuilding", total=None)
-            async with engine_for(config.database_url).begin() as conn:
+            async with engine_for(config.database_url, writer=True).begin() as conn:
                 return await rebuild_ops.rebuild(
                     conn, client, lambda c: progress.update(task, description=f"rebuilt {c}")
                 )

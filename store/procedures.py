@@ -19,7 +19,7 @@ class CatalogueVersionError(RuntimeError):
 
 async def record_catalogue(database_url: str, catalogue: Catalogue) -> int:
     """Insert the catalogue's (code, version) pairs not yet recorded; returns how many."""
-    engine = engine_for(database_url)
+    engine = engine_for(database_url, writer=True)
     insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     now = datetime.now(UTC)
     added = 0

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from sqlalchemy.dialects import postgresql, sqlite
 
-from store.db import engine_for
+from store.db import engine_for, writing
 from store.tables import sequences
 
 
 async def next_value(database_url: str, scope: str) -> int:
-    engine = engine_for(database_url)
+    engine = engine_for(database_url, writer=True)
     insert = (
         postgresql.insert(sequences)
         if engine.dialect.name == "postgresql"
@@ -27,6 +27,6 @@ async def next_value(database_url: str, scope: str) -> int:
         )
         .returning(sequences.c.last_value)
     )
-    async with engine.begin() as conn:
+    async with writing(database_url) as conn:
         value = (await conn.execute(statement)).scalar_one()
     return int(value)

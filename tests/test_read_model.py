@@ -107,7 +107,7 @@ async def test_a_retried_write_writes_nothing_twice(stack: EngineStack) -> None:
         view=await view(stack, code),
         timeline=steps[:4],
     )
-    engine = engine_for(stack.settings.database_url)
+    engine = engine_for(stack.settings.database_url, writer=True)
     async with engine.begin() as c:
         before = (await c.execute(select(func.count()).select_from(audit_events))).scalar_one()
         receipt = await projection.write(c, record)
@@ -147,7 +147,7 @@ async def test_rebuild_from_temporal_equals_the_step_by_step_tables(stack: Engin
         ),
     )
     await wait_for(stack, open_code, Action.APPRAISE)
-    engine = engine_for(stack.settings.database_url)
+    engine = engine_for(stack.settings.database_url, writer=True)
     await projected(stack, open_code)
     async with engine.connect() as c:
         before = await snapshot(c)
@@ -188,7 +188,7 @@ async def test_a_reset_is_an_operator_event_and_the_steps_run_again_are_new_even
     )
     before = len(await audit.events(conn, code))
 
-    engine = engine_for(stack.settings.database_url)
+    engine = engine_for(stack.settings.database_url, writer=True)
     async with engine.begin() as c:
         await reset_dossier(
             stack.client,
@@ -219,7 +219,7 @@ async def test_an_event_altered_behind_the_systems_back_is_named(
     stack: EngineStack,
 ) -> None:
     code = await full_dossier(stack, 55, "phuc-loi")
-    engine = engine_for(stack.settings.database_url)
+    engine = engine_for(stack.settings.database_url, writer=True)
     async with engine.begin() as c:
         original = (
             await c.execute(
