@@ -4,6 +4,9 @@ rebuild from Temporal equal to the step-by-step writes, tampering named, resets 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +15,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.api.enums.v1 import EventType
 
+from config import ROOT
 from domain.statuses import DossierStatus, Role, Stage, event_type_of
 from ops import audit as audit_ops
 from ops.rebuild import rebuild
@@ -96,6 +100,9 @@ async def test_each_step_is_one_chained_audit_event_and_the_rows_match_the_dossi
 
     report = await audit_ops.verify(conn, stack.client, code)
     assert report.broken is None and report.events == len(chain)
+    cli = ops_cli(stack, "audit", "verify", code)
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.strip() == f"audit: 1 dossiers and {len(chain)} events verified"
 
 
 async def test_a_retried_write_writes_nothing_twice(stack: EngineStack) -> None:
@@ -240,6 +247,9 @@ async def test_an_event_altered_behind_the_systems_back_is_named(
         assert report.broken is not None
         assert (report.broken.dossier_code, report.broken.seq) == (code, 3)
         assert "hash does not match" in report.broken.reason
+        cli = ops_cli(stack, "audit", "verify", code)
+        assert cli.returncode == 1
+        assert f"BROKEN at dossier {code}, event 3" in cli.stderr
     finally:
         async with engine.begin() as c:
             await c.execute(
@@ -249,6 +259,24 @@ async def test_an_event_altered_behind_the_systems_back_is_named(
             )
             for statement in restore:
                 await c.execute(text(statement))
+
+
+def ops_cli(stack: EngineStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ops ...` against the test stack, as an operator would run it."""
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
+        "DATABASE_URL": stack.settings.database_url,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "ops", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
 
 
 async def disable_append_only_guard(conn: AsyncConnection) -> list[str]:
