@@ -50,26 +50,30 @@ def dossier_values(view: DossierView, last_event_seq: int, updated_at: datetime)
 
 def task_rows(code: str, timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
     """The inbox rows a timeline implies: each awaited step, open until a later step no longer
-    awaits it. Withdrawal is the citizen's right at any time, not an officer's task."""
+    awaits it. Alternatives awaited from the same role at once (approve or refuse) are one
+    task, `approve/refuse`. Withdrawal is the citizen's right, not an officer's task."""
     open_rows: dict[tuple[str, str, str, datetime], dict[str, Any]] = {}
     done: list[dict[str, Any]] = []
     for entry in timeline:
-        awaited = {
-            (a.action, a.unit, a.role, a.since): a
-            for a in entry.awaiting
-            if a.action != Action.WITHDRAW.value
-        }
-        for key in [k for k in open_rows if k not in awaited]:
+        grouped: dict[tuple[str, str, datetime], list[str]] = {}
+        for awaited in entry.awaiting:
+            if awaited.action != Action.WITHDRAW.value:
+                grouped.setdefault((awaited.unit, awaited.role, awaited.since), []).append(
+                    awaited.action
+                )
+        current = {("/".join(actions), *key): key for key, actions in grouped.items()}
+        for key in [k for k in open_rows if k not in current]:
             row = open_rows.pop(key)
             done.append({**row, "done_at": entry.at, "done_by": entry.actor})
-        for key, awaited_action in awaited.items():
+        for key in current:
             if key not in open_rows:
+                action, unit, role, since = key
                 open_rows[key] = {
                     "dossier_code": code,
-                    "action": awaited_action.action,
-                    "unit": awaited_action.unit,
-                    "role": awaited_action.role,
-                    "since": awaited_action.since,
+                    "action": action,
+                    "unit": unit,
+                    "role": role,
+                    "since": since,
                     "due_at": entry.due_at,
                     "claimed_by": None,
                     "done_at": None,

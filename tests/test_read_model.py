@@ -86,16 +86,19 @@ async def test_each_step_is_one_chained_audit_event_and_the_rows_match_the_dossi
     )
     assert row.on_time is True and row.last_event_seq == len(chain)
     assert row.applicant_ref == final.applicant_ref and "*" in row.applicant_ref
-    inbox = (await conn.execute(select(tasks).where(tasks.c.dossier_code == code))).all()
+    inbox = (
+        await conn.execute(
+            select(tasks).where(tasks.c.dossier_code == code).order_by(tasks.c.since)
+        )
+    ).all()
     # Every awaited step became a task at its unit and role, and each is done now.
-    assert {(t.action, t.role) for t in inbox} == {
-        ("appraise", "specialist"),
-        ("request_supplement", "specialist"),
-        ("provide_supplement", "counter_officer"),
-        ("approve", "leader"),
-        ("refuse", "leader"),
-        ("hand_over", "counter_officer"),
-    }
+    assert [(t.action, t.role, t.done_by) for t in inbox] == [
+        ("appraise/request_supplement", "specialist", "hong-ha.specialist.1"),
+        ("provide_supplement", "counter_officer", "hong-ha.counter_officer.1"),
+        ("appraise/request_supplement", "specialist", "hong-ha.specialist.1"),
+        ("approve/refuse", "leader", "hong-ha.leader.1"),
+        ("hand_over", "counter_officer", "hong-ha.counter_officer.1"),
+    ]
     assert all(t.done_at is not None for t in inbox)
 
     report = await audit_ops.verify(conn, stack.client, code)
