@@ -30,6 +30,7 @@ from activities.payment import PaymentActivities
 from activities.portal import PortalActivities
 from activities.projection import ProjectionActivities
 from activities.registries import RegistryActivities
+from activities.webhooks import WebhookActivities
 from config import Settings, settings
 from domain import lanes
 from domain.calendar import CalendarDataError, default_calendar
@@ -74,7 +75,8 @@ def activities_for(
         return [DocumentActivities(config, http).issue_document]
     if queue == lanes.NOTIFY:
         notify = NotifyActivities(config, http)
-        return [notify.notify, notify.send_by_post]
+        webhooks = WebhookActivities(config, http)
+        return [notify.notify, notify.send_by_post, webhooks.deliver_webhooks]
     if queue in WORKFLOWS:
         # Local activities run in the workflow's own worker.
         return [

@@ -19,6 +19,7 @@ class Action(StrEnum):
     REFUSE = "refuse"
     CERTIFY = "certify"
     HAND_OVER = "hand_over"
+    CLAIM = "claim"
 
 
 class Step(BaseModel):
@@ -67,6 +68,11 @@ class Refusal(Step):
 
 class Certification(Step):
     note: str = Field(default="", max_length=2000)
+
+
+class Claim(Step):
+    """An officer takes the task awaited from their role at their unit, so colleagues see it
+    is being handled."""
 
 
 class HandOver(Step):

@@ -114,6 +114,7 @@ class AwaitedAction(Model):
     role: str
     unit: str
     since: AwareDatetime
+    claimed_by: str | None = Field(default=None, description="The officer who took the task")
 
 
 class TimelineEntry(Model):

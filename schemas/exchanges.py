@@ -192,3 +192,21 @@ class ProjectionReceipt(Exchange):
     event_key: str
     seq: int
     payload_digest: str
+    subscribers: int = Field(
+        default=0, description="Webhook subscriptions of the dossier's units at this step"
+    )
+
+
+class WebhookEvent(Exchange):
+    """A status change as integrators receive it; `event_id` is stable across redeliveries."""
+
+    event_id: str
+    dossier_code: str
+    procedure_code: str
+    status: str
+    portal_status_code: int
+    step: str
+    at: AwareDatetime
+    due_at: AwareDatetime | None
+    receiving_unit: str
+    competent_unit: str

@@ -12,7 +12,9 @@ from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
 )
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import lanes
@@ -23,6 +25,7 @@ from domain.routing import RoutingError, competent_unit_code, route
 from domain.statuses import DossierStatus
 from schemas.actions import Acknowledgement, Action, Step
 from schemas.dossier import DossierFiling, DossierSubmission, DossierView, TimelineEntry
+from store.idempotency import claim
 from store.sequences import next_value
 from workflows import search_attributes as sa
 from workflows.dossier import DossierWorkflow
@@ -97,23 +100,92 @@ def prepare_filing(
     )
 
 
+class IdempotencyKey(BaseModel):
+    """An integrating system's Idempotency-Key, with the digest of the body it came with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    system: str
+    key: str
+    body_digest: str
+
+
+class IdempotencyConflict(ValueError):
+    """The same Idempotency-Key came with a different body."""
+
+
 async def submit(
-    client: Client, submission: DossierSubmission, catalogue: Catalogue, database_url: str
+    client: Client,
+    submission: DossierSubmission,
+    catalogue: Catalogue,
+    database_url: str,
+    idempotency: IdempotencyKey | None = None,
 ) -> Receipt:
+    """File a dossier: code, appointment, workflow started. With an idempotency key, a retry
+    returns the first answer and never starts a second workflow."""
     now = datetime.now(HANOI)
     filing = prepare_filing(submission, catalogue, now)
     receipt_day = filing.received_at.date()
     agency = filing.receiving_unit.agency_code
-    sequence = await next_value(database_url, sequence_scope(agency, receipt_day))
-    filing = filing.model_copy(update={"code": dossier_code(agency, receipt_day, sequence)})
-    lane = route(filing.procedure, filing.receiving_unit, filing.competent_unit).lane
     due_at = default_calendar().due_at(filing.received_at, filing.procedure.deadline)
+    if idempotency is None:
+        sequence = await next_value(database_url, sequence_scope(agency, receipt_day))
+        code = dossier_code(agency, receipt_day, sequence)
+    else:
+        claimed = await claim(
+            database_url,
+            system=idempotency.system,
+            key=idempotency.key,
+            body_digest=idempotency.body_digest,
+            sequence_scope=sequence_scope(agency, receipt_day),
+            code_for=lambda n: dossier_code(agency, receipt_day, n),
+            received_at=filing.received_at,
+            due_at=due_at,
+        )
+        if claimed.body_digest != idempotency.body_digest:
+            raise IdempotencyConflict(
+                f"Idempotency-Key {idempotency.key!r} was used with another body "
+                f"(dossier {claimed.dossier_code})"
+            )
+        code = claimed.dossier_code
+        # The first request's receipt time, so the filing (and its appointment) is the same.
+        filing = prepare_filing(
+            submission.model_copy(update={"received_at": claimed.received_at}), catalogue, now
+        )
+        due_at = claimed.due_at.astimezone(HANOI)
+    filing = filing.model_copy(update={"code": code})
+    await _start(client, filing, due_at, reuse=idempotency is not None)
+    return Receipt(
+        code=filing.code,
+        received_at=filing.received_at,
+        due_at=due_at,
+        status=DossierStatus.SUBMITTED,
+    )
+
+
+async def _start(client: Client, filing: DossierFiling, due_at: datetime, *, reuse: bool) -> None:
+    lane = route(filing.procedure, filing.receiving_unit, filing.competent_unit).lane
+    try:
+        await _start_workflow(client, filing, due_at, lane, reuse=reuse)
+    except WorkflowAlreadyStartedError:
+        if not reuse:
+            raise
+        # The dossier the first request started has already closed: it is the answer.
+
+
+async def _start_workflow(
+    client: Client, filing: DossierFiling, due_at: datetime, lane: str, *, reuse: bool
+) -> None:
     await client.start_workflow(
         DossierWorkflow.run,
         filing,
         id=filing.code,
         task_queue=lanes.INTAKE,
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        # A retried idempotent request finds the workflow the first one started.
+        id_conflict_policy=(
+            WorkflowIDConflictPolicy.USE_EXISTING if reuse else WorkflowIDConflictPolicy.FAIL
+        ),
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=TypedSearchAttributes(
             [
                 SearchAttributePair(sa.PROCEDURE, filing.procedure.code),
@@ -126,12 +198,6 @@ async def submit(
                 SearchAttributePair(sa.OVERDUE, False),
             ]
         ),
-    )
-    return Receipt(
-        code=filing.code,
-        received_at=filing.received_at,
-        due_at=due_at,
-        status=DossierStatus.SUBMITTED,
     )
 
 

@@ -17,7 +17,7 @@ from schemas.actions import Action
 from schemas.dossier import DossierView, TimelineEntry
 from schemas.exchanges import ProjectionReceipt, ProjectionRecord
 from store import audit
-from store.tables import audit_events, dossiers, tasks
+from store.tables import audit_events, dossiers, tasks, webhook_subscriptions
 
 
 def dossier_values(view: DossierView, last_event_seq: int, updated_at: datetime) -> dict[str, Any]:
@@ -56,17 +56,21 @@ def task_rows(code: str, timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
     done: list[dict[str, Any]] = []
     for entry in timeline:
         grouped: dict[tuple[str, str, datetime], list[str]] = {}
+        claimed: dict[tuple[str, str, datetime], str] = {}
         for awaited in entry.awaiting:
             if awaited.action != Action.WITHDRAW.value:
-                grouped.setdefault((awaited.unit, awaited.role, awaited.since), []).append(
-                    awaited.action
-                )
+                group = (awaited.unit, awaited.role, awaited.since)
+                grouped.setdefault(group, []).append(awaited.action)
+                if awaited.claimed_by:
+                    claimed[group] = awaited.claimed_by
         current = {("/".join(actions), *key): key for key, actions in grouped.items()}
         for key in [k for k in open_rows if k not in current]:
             row = open_rows.pop(key)
             done.append({**row, "done_at": entry.at, "done_by": entry.actor})
-        for key in current:
-            if key not in open_rows:
+        for key, group in current.items():
+            if key in open_rows:
+                open_rows[key]["claimed_by"] = claimed.get(group)
+            else:
                 action, unit, role, since = key
                 open_rows[key] = {
                     "dossier_code": code,
@@ -75,7 +79,7 @@ def task_rows(code: str, timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
                     "role": role,
                     "since": since,
                     "due_at": entry.due_at,
-                    "claimed_by": None,
+                    "claimed_by": claimed.get(group),
                     "done_at": None,
                     "done_by": None,
                 }
@@ -95,8 +99,19 @@ async def write(conn: AsyncConnection, record: ProjectionRecord) -> ProjectionRe
         payload=audit.canonical(entry),
     )
     await replace_dossier(conn, record.view, record.timeline)
+    units = {record.view.receiving_unit, record.view.competent_unit}
+    subscribers = (
+        await conn.execute(
+            select(func.count())
+            .select_from(webhook_subscriptions)
+            .where(webhook_subscriptions.c.unit.in_(units), webhook_subscriptions.c.active)
+        )
+    ).scalar_one()
     return ProjectionReceipt(
-        event_key=record.event_key, seq=event.seq, payload_digest=event.payload_digest
+        event_key=record.event_key,
+        seq=event.seq,
+        payload_digest=event.payload_digest,
+        subscribers=int(subscribers),
     )
 
 

@@ -152,3 +152,54 @@ audit_events = Table(
     Column("hash", String(64), nullable=False),
     UniqueConstraint("dossier_code", "event_key", name="uq_audit_events_key"),
 )
+
+# --- the HTTP API ------------------------------------------------------------------------------
+# Keys of the integrating systems (counter and portal software), stored hashed; each bound to
+# the units it acts for and the roles it may act as.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("key_prefix", String(16), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False),
+    Column("units", Text, nullable=False),  # comma-separated unit codes
+    Column("roles", Text, nullable=False),  # comma-separated roles
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime()),
+)
+
+# One submission per (system, Idempotency-Key): a retried POST returns the same dossier.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("system", String(64), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("body_digest", String(64), nullable=False),
+    Column("dossier_code", String(40), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Column("due_at", UTCDateTime(), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("system", String(64), nullable=False),
+    Column("unit", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret", String(128), nullable=False),  # the HMAC-SHA256 key of the signatures
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Index("ix_webhook_subscriptions_unit", "unit"),
+)
+
+# Which subscription has received which status change: a retried delivery skips them.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("event_id", String(120), primary_key=True),
+    Column("subscription_id", String(36), primary_key=True),
+    Column("delivered_at", UTCDateTime(), nullable=False),
+    Column("status_code", Integer, nullable=False),
+)

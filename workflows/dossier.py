@@ -43,6 +43,7 @@ from schemas.exchanges import (
     PortalSync,
     PostOrder,
     ProjectionRecord,
+    WebhookEvent,
 )
 from schemas.lanes import DossierResult, LaneJob, LaneResult, ProgressEvent
 from workflows import notices
@@ -52,6 +53,8 @@ from workflows.policies import (
     LOCAL_CALL,
     REGISTRY_CALL,
     TRANSIENT,
+    WEBHOOK_RETRY,
+    WEBHOOK_WINDOW,
     is_rejection,
     rejection_message,
     root_cause_message,
@@ -64,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.portal import PortalActivities
     from activities.projection import ProjectionActivities
     from activities.registries import RegistryActivities
+    from activities.webhooks import WebhookActivities
     from domain import lanes
 
 SYSTEM = "system"
@@ -89,6 +93,7 @@ class DossierWorkflow:
         self._closed_at: datetime | None = None
         self._synced: tuple[DossierStatus, datetime | None] | None = None
         self._lock = asyncio.Lock()
+        self._deliveries: list[asyncio.Future[int]] = []
 
     @workflow.run
     async def run(self, filing: DossierFiling) -> DossierResult:
@@ -328,6 +333,9 @@ class DossierWorkflow:
         self._stage = Stage.CLOSED
         self._closed_at = workflow.now()
         await self._record(FINAL_STATUS[outcome], f"closed: {outcome.value}", SYSTEM, reason or "")
+        # The workflow stays open until the last status change reached the webhooks (or
+        # their retry window ran out); the dossier itself is closed already.
+        await asyncio.gather(*self._deliveries, return_exceptions=True)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return DossierResult(
             code=self.filing.code,
@@ -390,16 +398,42 @@ class DossierWorkflow:
             entry.status.value,
             extra={"dossier_code": self.filing.code, "status": entry.status.value},
         )
-        await workflow.execute_local_activity_method(
+        event_key = f"{workflow.info().run_id}:{len(self._timeline) - 1}"
+        view = self.status()
+        receipt = await workflow.execute_local_activity_method(
             ProjectionActivities.project,
             ProjectionRecord(
-                event_key=f"{workflow.info().run_id}:{len(self._timeline) - 1}",
+                event_key=event_key,
                 event_type=event_type_of(entry.step),
-                view=self.status(),
+                view=view,
                 timeline=self._timeline,
             ),
             start_to_close_timeout=LOCAL_CALL,
         )
+        previous = self._timeline[-2].status if len(self._timeline) > 1 else None
+        if receipt.subscribers and entry.status is not previous:
+            # Not awaited: a receiver that is down must not hold the dossier.
+            self._deliveries.append(
+                workflow.start_activity_method(
+                    WebhookActivities.deliver_webhooks,
+                    WebhookEvent(
+                        event_id=event_key,
+                        dossier_code=view.code,
+                        procedure_code=view.procedure_code,
+                        status=entry.status.value,
+                        portal_status_code=portal_code(entry.status),
+                        step=entry.step,
+                        at=entry.at,
+                        due_at=entry.due_at,
+                        receiving_unit=view.receiving_unit,
+                        competent_unit=view.competent_unit,
+                    ),
+                    task_queue=lanes.NOTIFY,
+                    start_to_close_timeout=REGISTRY_CALL,
+                    schedule_to_close_timeout=WEBHOOK_WINDOW,
+                    retry_policy=WEBHOOK_RETRY,
+                )
+            )
 
     async def _sync_portal(self, entry: TimelineEntry) -> None:
         filing = self.filing

@@ -14,7 +14,7 @@ from enum import StrEnum
 from temporalio import workflow
 
 from domain.statuses import DossierStatus, Outcome, Role
-from schemas.actions import Acknowledgement, Action, Refusal, Step, Withdrawal
+from schemas.actions import Acknowledgement, Action, Claim, Refusal, Step, Withdrawal
 from schemas.catalogue import SupplementRule
 from schemas.dossier import AwaitedAction, ClockState, DossierFiling, Officer, TimelineEntry
 from schemas.exchanges import (
@@ -275,6 +275,36 @@ class LaneWorkflow:
     @refuse.validator
     def _validate_refuse(self, step: Refusal) -> None:
         self._check(Action.REFUSE, step.officer)
+
+    @workflow.update
+    async def claim(self, step: Claim) -> Acknowledgement:
+        officer = step.officer
+        for awaited in self._awaiting:
+            if awaited.role == officer.role and awaited.unit == officer.unit:
+                awaited.claimed_by = officer.officer_id
+        await self._report(
+            self._status, "claimed", officer.officer_id, f"{officer.role} at {officer.unit}"
+        )
+        return Acknowledgement(action=Action.CLAIM, accepted_at=workflow.now(), status=self._status)
+
+    @claim.validator
+    def _validate_claim(self, step: Claim) -> None:
+        officer = step.officer
+        mine = [
+            a
+            for a in self._awaiting
+            if a.action != Action.WITHDRAW.value
+            and a.role == officer.role
+            and a.unit == officer.unit
+        ]
+        if not mine:
+            raise ValueError(
+                f"claim: dossier {self.filing.code} awaits nothing from {officer.role} "
+                f"at {officer.unit}"
+            )
+        taken = next((a.claimed_by for a in mine if a.claimed_by), None)
+        if taken is not None and taken != officer.officer_id:
+            raise ValueError(f"claim: the task is already claimed by {taken}")
 
     # --- documents and notices ----------------------------------------------------------------
     async def _issue(

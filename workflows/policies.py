@@ -21,6 +21,16 @@ TRANSIENT = RetryPolicy(
     non_retryable_error_types=[REGISTRY_REJECTED],
 )
 
+# A webhook receiver that is down gets the event again with backoff for a day; the dossier
+# itself never waits for it.
+WEBHOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=0,
+)
+WEBHOOK_WINDOW = timedelta(days=1)
+
 REGISTRY_CALL = timedelta(seconds=30)
 # Remote signing may wait for the signer to confirm in an app (VNPT SmartCA).
 SIGNING_CALL = timedelta(minutes=10)

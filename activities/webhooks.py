@@ -1,0 +1,96 @@
+"""Status changes pushed to the integrators' webhooks: at least once, signed, retried.
+
+Each delivery is a POST of the event as JSON with `X-Webhook-Event-Id` (receivers drop
+duplicates by it) and `X-Webhook-Signature: sha256=<hex>`, the HMAC-SHA256 of the exact body
+under the subscription's secret. Subscriptions that answered 2xx are recorded, so a retry
+only goes to those that did not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy import select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from config import Settings
+from schemas.exchanges import WebhookEvent
+from store.db import engine_for, writing
+from store.tables import webhook_deliveries, webhook_subscriptions
+
+WEBHOOK_UNDELIVERED = "WebhookUndelivered"
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookActivities:
+    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        self._settings = settings
+        self._http = http
+
+    @activity.defn(name="deliver_webhooks")
+    async def deliver_webhooks(self, event: WebhookEvent) -> int:
+        """Returns how many subscriptions received the event in this attempt."""
+        url = self._settings.database_url
+        units = {event.receiving_unit, event.competent_unit}
+        async with engine_for(url).connect() as conn:
+            subscriptions = (
+                await conn.execute(
+                    select(webhook_subscriptions).where(
+                        webhook_subscriptions.c.unit.in_(units), webhook_subscriptions.c.active
+                    )
+                )
+            ).all()
+            done = {
+                row.subscription_id
+                for row in await conn.execute(
+                    select(webhook_deliveries.c.subscription_id).where(
+                        webhook_deliveries.c.event_id == event.event_id
+                    )
+                )
+            }
+        body = event.model_dump_json().encode()
+        failures: list[str] = []
+        delivered = 0
+        for subscription in subscriptions:
+            if subscription.id in done:
+                continue
+            try:
+                response = await self._http.post(
+                    subscription.url,
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "X-Webhook-Event-Id": event.event_id,
+                        "X-Webhook-Signature": signature(subscription.secret, body),
+                    },
+                )
+            except httpx.TransportError as err:
+                failures.append(f"{subscription.url}: {type(err).__name__}")
+                continue
+            if not 200 <= response.status_code < 300:
+                failures.append(f"{subscription.url}: {response.status_code}")
+                continue
+            async with writing(url) as write:
+                await write.execute(
+                    webhook_deliveries.insert().values(
+                        event_id=event.event_id,
+                        subscription_id=subscription.id,
+                        delivered_at=datetime.now(UTC),
+                        status_code=response.status_code,
+                    )
+                )
+            delivered += 1
+        if failures:
+            # Retried with backoff by Temporal; only the subscriptions still missing get it.
+            raise ApplicationError(
+                f"{event.event_id}: not delivered to {'; '.join(failures)}",
+                type=WEBHOOK_UNDELIVERED,
+            )
+        return delivered
