@@ -207,11 +207,13 @@ class DossierWorkflow:
 
     @workflow.signal
     async def progress(self, event: ProgressEvent) -> None:
-        """A lane's report: status, appointment and what it awaits now."""
-        self._clock = event.clock
-        self._awaiting = event.entry.awaiting
+        """A lane's report: status, appointment and what it awaits now. Applied under the
+        lock, in the order the lane sent them."""
         entry = event.entry
-        await self._record(entry.status, entry.step, entry.actor, entry.note, at=entry.at)
+        async with self._lock:
+            self._clock = event.clock
+            self._awaiting = entry.awaiting
+            await self._record_locked(entry.status, entry.step, entry.actor, entry.note, entry.at)
 
     # --- return of the result ---------------------------------------------------------------------
     async def _return_result(self, lane: LaneResult) -> None:
@@ -370,22 +372,27 @@ class DossierWorkflow:
         """One step in the timeline; the portal and the search attributes follow the status
         and the appointment. Serialised, so the portal sees statuses in order."""
         async with self._lock:
-            self._status = status
-            due_at = self._clock.due_at if self._clock else None
-            entry = TimelineEntry(
-                at=at or workflow.now(),
-                status=status,
-                step=step,
-                actor=actor,
-                note=note,
-                due_at=due_at,
-                awaiting=list(self._awaiting),
-            )
-            await self._append(entry)
-            self._upsert_search_attributes()
-            if self._synced != (status, due_at):
-                self._synced = (status, due_at)
-                await self._sync_portal(entry)
+            await self._record_locked(status, step, actor, note, at)
+
+    async def _record_locked(
+        self, status: DossierStatus, step: str, actor: str, note: str, at: datetime | None
+    ) -> None:
+        self._status = status
+        due_at = self._clock.due_at if self._clock else None
+        entry = TimelineEntry(
+            at=at or workflow.now(),
+            status=status,
+            step=step,
+            actor=actor,
+            note=note,
+            due_at=due_at,
+            awaiting=list(self._awaiting),
+        )
+        await self._append(entry)
+        self._upsert_search_attributes()
+        if self._synced != (status, due_at):
+            self._synced = (status, due_at)
+            await self._sync_portal(entry)
 
     async def _append(self, entry: TimelineEntry) -> None:
         """Into the timeline, then into the audit log and the read model, keyed by run and

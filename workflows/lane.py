@@ -58,6 +58,9 @@ class LaneWorkflow:
         self._clock_version = 0
         self._status = DossierStatus.IN_PROCESSING
         self._awaiting: list[AwaitedAction] = []
+        # What the dossier last told its parent it awaits: the clock's own events repeat it,
+        # so a warning between an officer's step and its report does not close the task.
+        self._reported: list[AwaitedAction] = []
         self._steps: dict[Action, Step] = {}
         self._withdrawal: Withdrawal | None = None
         self._decided = False
@@ -138,8 +141,10 @@ class LaneWorkflow:
         actor: str,
         note: str,
         at: datetime | None = None,
+        awaiting: list[AwaitedAction] | None = None,
     ) -> None:
         self._status = status
+        self._reported = list(self._awaiting if awaiting is None else awaiting)
         parent = workflow.info().parent
         assert parent is not None, "a lane runs as a child of its dossier"
         event = ProgressEvent(
@@ -150,7 +155,7 @@ class LaneWorkflow:
                 actor=actor,
                 note=note,
                 due_at=self.clock.due_at,
-                awaiting=list(self._awaiting),
+                awaiting=self._reported,
             ),
             clock=self.clock,
         )
@@ -442,12 +447,22 @@ class LaneWorkflow:
                     f"Hồ sơ {code} sắp đến hạn {self.clock.due_at:%d/%m/%Y %H:%M}",
                 )
             )
-            await self._send(self._status, "near-due warning", SYSTEM, f"due {self.clock.due_at}")
+            await self._send(
+                self._status,
+                "near-due warning",
+                SYSTEM,
+                f"due {self.clock.due_at}",
+                awaiting=self._reported,
+            )
             return
         if mark is Mark.OVERDUE:
             self.clock.overdue = True
             await self._send(
-                self._status, "overdue", SYSTEM, f"appointment {self.clock.due_at} passed"
+                self._status,
+                "overdue",
+                SYSTEM,
+                f"appointment {self.clock.due_at} passed",
+                awaiting=self._reported,
             )
             return
         # Decree 61/2018 art. 19: at least a working day before the deadline, a dossier that
@@ -485,4 +500,5 @@ class LaneWorkflow:
             SYSTEM,
             f"new appointment {new_due.isoformat()} (was {old_due.isoformat()}); "
             f"slip {slip.sha256[:12]}",
+            awaiting=self._reported,
         )
