@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 
 import logs
@@ -44,9 +45,14 @@ def temporal_cli() -> str:
 
 
 async def start_dev_server(
-    *, database_file: Path | None = None, port: int | None = None, ui_port: int | None = None
+    *,
+    database_file: Path | None = None,
+    port: int | None = None,
+    ui_port: int | None = None,
+    runtime: Runtime | None = None,
 ) -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_local(
+        runtime=runtime,
         data_converter=pydantic_data_converter,
         dev_server_existing_path=temporal_cli(),
         search_attributes=sa.ALL,
@@ -146,6 +152,7 @@ async def run_foreground() -> int:
         "DATABASE_URL": config.database_url,
         "SIGNING_DATA_DIR": os.environ.get("SIGNING_DATA_DIR", str(data_dir / "signing")),
         "PYTHONUNBUFFERED": "1",
+        "WORKER_METRICS_PORT": os.environ.get("WORKER_METRICS_PORT", "9464"),
     }
     logs_dir = data_dir / "logs"
     children = {
@@ -158,6 +165,7 @@ async def run_foreground() -> int:
     }
     for name, url in config.registry_urls.items():
         print(f"simulator {name}: {url}")
+    print(f"worker metrics: http://127.0.0.1:{child_env['WORKER_METRICS_PORT']}/metrics")
     print(f"logs: {logs_dir}; Ctrl-C stops everything")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import os
 import signal
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -35,6 +37,7 @@ from config import Settings, settings
 from domain import lanes
 from domain.calendar import CalendarDataError, default_calendar
 from domain.catalogue import CatalogueError, default_catalogue
+from metrics import runtime_with_metrics
 from schemas.catalogue import Registry
 from store.startup import prepare_database
 from workflows.certification import CertificationWorkflow
@@ -127,12 +130,17 @@ def warm_up() -> None:
         raise SystemExit(f"cannot start: {err}") from err
 
 
-async def connect(config: Settings, address: str | None = None) -> Client:
+async def connect(
+    config: Settings, address: str | None = None, runtime: Runtime | None = None
+) -> Client:
     target = address or config.temporal_address
     if target is None:
         raise SystemExit("TEMPORAL_ADDRESS is not set: start `make run` or point it at a server")
     return await Client.connect(
-        target, namespace=config.temporal_namespace, data_converter=pydantic_data_converter
+        target,
+        namespace=config.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
     )
 
 
@@ -146,6 +154,14 @@ async def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--max-concurrent-activities", type=int, default=100)
     parser.add_argument("--max-concurrent-workflow-tasks", type=int, default=100)
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ["WORKER_METRICS_PORT"])
+        if "WORKER_METRICS_PORT" in os.environ
+        else None,
+        help="serve Prometheus metrics on this port (env WORKER_METRICS_PORT)",
+    )
     args = parser.parse_args(argv)
     try:
         queues = lanes.expand(args.queues)
@@ -155,7 +171,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
     logs.configure(config.log_level)
     warm_up()
     await prepare_database(config.database_url)
-    client = await connect(config)
+    runtime = runtime_with_metrics(args.metrics_port) if args.metrics_port else None
+    client = await connect(config, runtime=runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Replayer
@@ -29,7 +30,8 @@ from temporalio.worker import Replayer
 from activities.http import new_http_client
 from config import Settings, load_settings
 from domain import lanes
-from simulators.process import SimulatorsProcess, running_simulators
+from metrics import runtime_with_metrics
+from simulators.process import SimulatorsProcess, free_ports, running_simulators
 from stack import start_dev_server, temporal_cli
 from store.db import dispose_all
 from store.startup import prepare_database
@@ -48,6 +50,7 @@ class EngineStack:
     client: Client
     settings: Settings
     simulators: SimulatorsProcess
+    metrics_url: str
     started: list[str] = field(default_factory=list)
 
     @property
@@ -55,15 +58,18 @@ class EngineStack:
         return self.env.supports_time_skipping_v2
 
 
-async def _environment() -> WorkflowEnvironment:
+async def _environment(runtime: Runtime) -> WorkflowEnvironment:
     kind = os.environ.get("TEMPORAL_TEST_SERVER", "time-skipping")
     if kind == "existing":
         address = os.environ["TEMPORAL_ADDRESS"]
-        client = await Client.connect(address, data_converter=pydantic_data_converter)
+        client = await Client.connect(
+            address, data_converter=pydantic_data_converter, runtime=runtime
+        )
         return WorkflowEnvironment.from_client(client)
     if kind == "local":
-        return await start_dev_server()
+        return await start_dev_server(runtime=runtime)
     return await WorkflowEnvironment.start_time_skipping_v2(
+        runtime=runtime,
         ts_config=TimeSkippingConfig(enabled=False),
         data_converter=pydantic_data_converter,
         dev_server_existing_path=temporal_cli(),
@@ -99,12 +105,19 @@ async def stack(data_dir: Path, simulators: SimulatorsProcess) -> AsyncIterator[
         }
     )
     await prepare_database(database_url)
-    env = await _environment()
+    [metrics_port] = free_ports(1)
+    env = await _environment(runtime_with_metrics(metrics_port))
     async with new_http_client() as http:
         workers = build_workers(env.client, config, lanes.ALL_QUEUES, http)
         runs = [asyncio.create_task(w.run()) for w in workers]
         try:
-            yield EngineStack(env=env, client=env.client, settings=config, simulators=simulators)
+            yield EngineStack(
+                env=env,
+                client=env.client,
+                settings=config,
+                simulators=simulators,
+                metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+            )
         finally:
             await asyncio.gather(*(w.shutdown() for w in workers))
             await asyncio.gather(*runs, return_exceptions=True)

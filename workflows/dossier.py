@@ -334,6 +334,16 @@ class DossierWorkflow:
         self._reason = reason
         self._stage = Stage.CLOSED
         self._closed_at = workflow.now()
+        workflow.metric_meter().create_counter(
+            "dossiers_closed", "Dossiers closed, per lane, outcome and timeliness"
+        ).add(
+            1,
+            {
+                "lane": self._route.lane if self._route else lanes.INTAKE,
+                "outcome": outcome.value,
+                "on_time": str(self._on_time()).lower(),
+            },
+        )
         await self._record(FINAL_STATUS[outcome], f"closed: {outcome.value}", SYSTEM, reason or "")
         # The workflow stays open until the last status change reached the webhooks (or
         # their retry window ran out); the dossier itself is closed already.

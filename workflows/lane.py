@@ -86,6 +86,9 @@ class LaneWorkflow:
     def _begin(self, job: LaneJob) -> None:
         self._job = job
         self._clock = job.clock
+        workflow.metric_meter().create_counter(
+            "dossiers_in_lane", "Dossiers that entered a processing lane"
+        ).add(1, {"lane": workflow.info().task_queue, "unit": job.filing.competent_unit.code})
         self._clock_task = asyncio.create_task(self._run_clock())
 
     async def _finish(
