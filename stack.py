@@ -20,12 +20,12 @@ from pathlib import Path
 
 import httpx
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.testing import WorkflowEnvironment
 
 import logs
 from activities.http import new_http_client
+from codec import project_converter
 from config import ROOT, Settings, load_settings, settings
 from domain import lanes
 from simulators.process import running_simulators
@@ -45,15 +45,17 @@ def temporal_cli() -> str:
 
 
 async def start_dev_server(
+    data_dir: Path,
     *,
     database_file: Path | None = None,
     port: int | None = None,
     ui_port: int | None = None,
     runtime: Runtime | None = None,
+    codec_endpoint: str | None = None,
 ) -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_local(
         runtime=runtime,
-        data_converter=pydantic_data_converter,
+        data_converter=project_converter(data_dir),
         dev_server_existing_path=temporal_cli(),
         search_attributes=sa.ALL,
         dev_server_database_filename=str(database_file) if database_file else None,
@@ -61,6 +63,9 @@ async def start_dev_server(
         ui=ui_port is not None,
         ui_port=ui_port,
         dev_server_startup_timeout=timedelta(seconds=30),
+        # The Web UI decodes the encrypted payloads through the codec server, for those who
+        # can reach it.
+        dev_server_extra_args=["--ui-codec-endpoint", codec_endpoint] if codec_endpoint else [],
     )
 
 
@@ -76,7 +81,7 @@ async def embedded(
 ) -> AsyncIterator[Stack]:
     """An in-memory server, simulators on free ports and in-process workers for `queues`."""
     warm_up()
-    env = await start_dev_server()
+    env = await start_dev_server(data_dir)
     try:
         with running_simulators(data_dir / "simulators") as sims:
             config = load_settings().model_copy(
@@ -136,12 +141,17 @@ async def run_foreground() -> int:
 
     env: WorkflowEnvironment | None = None
     address = config.temporal_address
+    codec_port = int(os.environ.get("CODEC_PORT", "8234"))
     if address is None:
         port = int(os.environ.get("TEMPORAL_PORT", "7233"))
         ui_port = int(os.environ.get("TEMPORAL_UI_PORT", "8233"))
         # State in a file: stopping and restarting `make run` loses no dossier.
         env = await start_dev_server(
-            database_file=data_dir / "temporal.db", port=port, ui_port=ui_port
+            data_dir,
+            database_file=data_dir / "temporal.db",
+            port=port,
+            ui_port=ui_port,
+            codec_endpoint=f"http://127.0.0.1:{codec_port}",
         )
         address = f"127.0.0.1:{port}"
         print(f"temporal: {address}, web UI http://127.0.0.1:{ui_port}")
@@ -162,9 +172,15 @@ async def run_foreground() -> int:
         "workers": _spawn(
             [sys.executable, "worker.py", "--queues", "all"], child_env, logs_dir / "worker.log"
         ),
+        "codec server": _spawn(
+            [sys.executable, "-m", "codec", "serve", "--port", str(codec_port)],
+            child_env,
+            logs_dir / "codec.log",
+        ),
     }
     for name, url in config.registry_urls.items():
         print(f"simulator {name}: {url}")
+    print(f"codec server (Web UI decoding, localhost only): http://127.0.0.1:{codec_port}")
     print(f"worker metrics: http://127.0.0.1:{child_env['WORKER_METRICS_PORT']}/metrics")
     print(f"logs: {logs_dir}; Ctrl-C stops everything")
     stop = asyncio.Event()
@@ -174,7 +190,9 @@ async def run_foreground() -> int:
     exit_code = 0
     try:
         client = await Client.connect(
-            address, namespace=config.temporal_namespace, data_converter=pydantic_data_converter
+            address,
+            namespace=config.temporal_namespace,
+            data_converter=project_converter(config.data_dir),
         )
         await _wait_for_simulators(config)
         await _keep_samples_in_flight(client, config)

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -33,6 +32,7 @@ from activities.portal import PortalActivities
 from activities.projection import ProjectionActivities
 from activities.registries import RegistryActivities
 from activities.webhooks import WebhookActivities
+from codec import project_converter
 from config import Settings, settings
 from domain import lanes
 from domain.calendar import CalendarDataError, default_calendar
@@ -139,7 +139,7 @@ async def connect(
     return await Client.connect(
         target,
         namespace=config.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=project_converter(config.data_dir),
         runtime=runtime,
     )
 

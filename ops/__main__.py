@@ -20,11 +20,15 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from codec import project_converter
 from config import Settings, settings
 from ops import audit as audit_ops
 from ops import rebuild as rebuild_ops
+from ops.export import export_app
+from ops.keys import keys_app
+from ops.replay import replay_cli
+from ops.signatures import signatures_app
 from store import kpis
 from store.db import engine_for
 from store.kpis import GroupBy, Period
@@ -35,6 +39,10 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 app.add_typer(audit_app, name="audit")
 kpi_app = typer.Typer(help="On-time ratios, dossiers past due, open tasks.", no_args_is_help=True)
 app.add_typer(kpi_app, name="kpi")
+app.add_typer(keys_app, name="keys")
+app.command("replay")(replay_cli)
+app.add_typer(export_app, name="export")
+app.add_typer(signatures_app, name="signatures")
 console = Console()
 errors = Console(stderr=True)
 
@@ -46,7 +54,7 @@ async def _client(config: Settings) -> Client:
     return await Client.connect(
         config.temporal_address or DEFAULT_ADDRESS,
         namespace=config.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=project_converter(config.data_dir),
     )
 
 

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from activities.http import new_http_client
+from codec import generate_key, project_converter
 from config import Settings, load_settings
 from domain import lanes
 from metrics import runtime_with_metrics
@@ -42,6 +43,10 @@ from workflows.dossier import DossierWorkflow
 from workflows.processing import ProcessingWorkflow
 
 WORKFLOWS = [DossierWorkflow, ProcessingWorkflow, CertificationWorkflow]
+
+# One payload key for the session, inherited by the commands the tests run (ops, starter), as
+# a deployment shares PAYLOAD_KEYS between its workers, API and tools.
+os.environ.setdefault("PAYLOAD_KEYS", generate_key())
 
 
 @dataclass
@@ -58,20 +63,20 @@ class EngineStack:
         return self.env.supports_time_skipping_v2
 
 
-async def _environment(runtime: Runtime) -> WorkflowEnvironment:
+async def _environment(
+    runtime: Runtime, converter: DataConverter, data_dir: Path
+) -> WorkflowEnvironment:
     kind = os.environ.get("TEMPORAL_TEST_SERVER", "time-skipping")
     if kind == "existing":
         address = os.environ["TEMPORAL_ADDRESS"]
-        client = await Client.connect(
-            address, data_converter=pydantic_data_converter, runtime=runtime
-        )
+        client = await Client.connect(address, data_converter=converter, runtime=runtime)
         return WorkflowEnvironment.from_client(client)
     if kind == "local":
-        return await start_dev_server(runtime=runtime)
+        return await start_dev_server(data_dir, runtime=runtime)
     return await WorkflowEnvironment.start_time_skipping_v2(
         runtime=runtime,
         ts_config=TimeSkippingConfig(enabled=False),
-        data_converter=pydantic_data_converter,
+        data_converter=converter,
         dev_server_existing_path=temporal_cli(),
         dev_server_extra_args=[
             "--dynamic-config-value",
@@ -106,7 +111,9 @@ async def stack(data_dir: Path, simulators: SimulatorsProcess) -> AsyncIterator[
     )
     await prepare_database(database_url)
     [metrics_port] = free_ports(1)
-    env = await _environment(runtime_with_metrics(metrics_port))
+    env = await _environment(
+        runtime_with_metrics(metrics_port), project_converter(data_dir), data_dir
+    )
     async with new_http_client() as http:
         workers = build_workers(env.client, config, lanes.ALL_QUEUES, http)
         runs = [asyncio.create_task(w.run()) for w in workers]
@@ -135,7 +142,7 @@ async def replay_histories(request: pytest.FixtureRequest) -> AsyncIterator[None
     stack: EngineStack = request.getfixturevalue("stack")
     replayer = Replayer(
         workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
+        data_converter=stack.client.data_converter,
         workflow_runner=sandbox_runner(),
     )
     for code in stack.started:
