@@ -103,7 +103,7 @@ async def test_each_step_is_one_chained_audit_event_and_the_rows_match_the_dossi
 
     report = await audit_ops.verify(conn, stack.client, code)
     assert report.broken is None and report.events == len(chain)
-    cli = ops_cli(stack, "audit", "verify", code)
+    cli = await ops_cli(stack, "audit", "verify", code)
     assert cli.returncode == 0, cli.stderr
     assert cli.stdout.strip() == f"audit: 1 dossiers and {len(chain)} events verified"
 
@@ -250,7 +250,7 @@ async def test_an_event_altered_behind_the_systems_back_is_named(
         assert report.broken is not None
         assert (report.broken.dossier_code, report.broken.seq) == (code, 3)
         assert "hash does not match" in report.broken.reason
-        cli = ops_cli(stack, "audit", "verify", code)
+        cli = await ops_cli(stack, "audit", "verify", code)
         assert cli.returncode == 1
         assert f"BROKEN at dossier {code}, event 3" in cli.stderr
     finally:
@@ -264,14 +264,16 @@ async def test_an_event_altered_behind_the_systems_back_is_named(
                 await c.execute(text(statement))
 
 
-def ops_cli(stack: EngineStack, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m ops ...` against the test stack, as an operator would run it."""
+async def ops_cli(stack: EngineStack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ops ...` against the test stack, as an operator would run it (in a thread:
+    the stack's workers run on this event loop and must keep answering)."""
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
         "DATABASE_URL": stack.settings.database_url,
     }
-    return subprocess.run(
+    return await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "ops", *args],
         env=env,
         capture_output=True,

@@ -1,0 +1,338 @@
+"""`python -m ops replay`: replay workflow histories against the current workflow code and
+report each one that would break (a non-determinism error on a running dossier).
+
+Sources:
+
+    python -m ops replay --dir tests/histories                 exported histories (*.json)
+    python -m ops replay --query "WorkflowType = 'Dossier'"    the server's, by visibility query
+
+History files (UTF-8 JSON), one of:
+
+- one history: ``{"workflow_id": "<id>", "history": <Temporal JSON history>}`` (the files in
+  tests/histories);
+- a bundle, as ``python -m ops export history`` writes it:
+  ``{"dossier_code": "<code>", "histories": [{"workflow_id": ..., "history": ...}, ...]}``;
+- Temporal's own JSON (``{"events": [...]}``, from the Web UI or ``temporal workflow show
+  --output json``), the workflow id being the file name without ``.json``.
+
+Payloads must be encoded as stored (export before decoding): replay decodes them with the
+same data converter the workers use, so it needs the payload keys they were encrypted with
+(PAYLOAD_KEYS, else the development key under DATA_DIR).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel, ConfigDict
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from temporalio.client import Client, WorkflowHistory
+from temporalio.converter import DataConverter
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from codec import project_converter
+from config import Settings, settings
+from worker import sandbox_runner
+from workflows.certification import CertificationWorkflow
+from workflows.dossier import DossierWorkflow
+from workflows.processing import ProcessingWorkflow
+
+DEFAULT_ADDRESS = "127.0.0.1:7233"  # the server `make run` starts
+WORKFLOWS: tuple[type, ...] = (DossierWorkflow, ProcessingWorkflow, CertificationWorkflow)
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def converter(config: Settings | None = None) -> DataConverter:
+    """The one place these commands pick their data converter: the workers' (payloads
+    encrypted with PAYLOAD_KEYS, else the development key under DATA_DIR), so replayed and
+    exported payloads decode as the workers encoded them."""
+    return project_converter((config or settings()).data_dir)
+
+
+async def _client(config: Settings | None = None) -> Client:
+    config = config or settings()
+    return await Client.connect(
+        config.temporal_address or DEFAULT_ADDRESS,
+        namespace=config.temporal_namespace,
+        data_converter=converter(config),
+    )
+
+
+# --- loading histories ----------------------------------------------------------------------
+class HistoryFileError(ValueError):
+    """A file that holds no history in one of the accepted formats."""
+
+
+@dataclass(frozen=True)
+class SourcedHistory:
+    """A history and where it came from (a file name, or `server`)."""
+
+    source: str
+    history: WorkflowHistory
+
+    @property
+    def workflow_type(self) -> str:
+        return workflow_type_of(self.history)
+
+
+def workflow_type_of(history: WorkflowHistory) -> str:
+    if not history.events:
+        return ""
+    first = history.events[0]
+    if not first.HasField("workflow_execution_started_event_attributes"):
+        return ""
+    return str(first.workflow_execution_started_event_attributes.workflow_type.name)
+
+
+def history_document(history: WorkflowHistory) -> dict[str, Any]:
+    """One history in the file format of tests/histories."""
+    return {"workflow_id": history.workflow_id, "history": history.to_json_dict()}
+
+
+def dump_json(document: object) -> str:
+    """Pretty, stable JSON for files meant to be reviewed in a diff."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def parse_histories(document: object, source: str, default_id: str) -> list[SourcedHistory]:
+    """The histories in one parsed JSON document (see the module doc for the formats)."""
+    if not isinstance(document, dict):
+        raise HistoryFileError(f"{source}: not a JSON object")
+    if "histories" in document:
+        items = document["histories"]
+        if not isinstance(items, list):
+            raise HistoryFileError(f"{source}: `histories` is not a list")
+        return [h for item in items for h in parse_histories(item, source, default_id)]
+    if "history" in document:
+        workflow_id = document.get("workflow_id")
+        if not isinstance(workflow_id, str) or not workflow_id:
+            raise HistoryFileError(f"{source}: `workflow_id` missing next to `history`")
+        return [_from_json(source, workflow_id, document["history"])]
+    if "events" in document:
+        return [_from_json(source, default_id, document)]
+    raise HistoryFileError(f"{source}: no `history`, `histories` or `events`")
+
+
+def _from_json(source: str, workflow_id: str, history: object) -> SourcedHistory:
+    if not isinstance(history, dict):
+        raise HistoryFileError(f"{source}: the history of {workflow_id} is not a JSON object")
+    try:
+        parsed = WorkflowHistory.from_json(workflow_id, history)
+    except Exception as err:  # protobuf's ParseError and friends
+        raise HistoryFileError(f"{source}: history of {workflow_id} unreadable: {err}") from err
+    if not parsed.events:
+        raise HistoryFileError(f"{source}: the history of {workflow_id} has no events")
+    return SourcedHistory(source=source, history=parsed)
+
+
+def load_file(path: Path) -> list[SourcedHistory]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise HistoryFileError(f"{path.name}: {err}") from err
+    return parse_histories(document, path.name, path.stem)
+
+
+def load_histories(path: Path) -> list[SourcedHistory]:
+    """Every history in a folder's `*.json` files (sorted by name), or in one file."""
+    files = [path] if path.is_file() else sorted(path.glob("*.json"))
+    if not files:
+        raise HistoryFileError(f"no *.json histories in {path}")
+    return [h for file in files for h in load_file(file)]
+
+
+# --- replaying ------------------------------------------------------------------------------
+class ReplayOutcome(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    ok: bool
+    error_type: str | None = None
+    error: str | None = None
+
+    @property
+    def nondeterministic(self) -> bool:
+        return self.error_type == NondeterminismError.__name__
+
+
+class ReplayReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    histories: int
+    broken: int
+    results: list[ReplayOutcome]
+
+    @property
+    def summary(self) -> str:
+        return f"replay: {self.histories} histories, {self.broken} broken"
+
+
+async def replay(
+    histories: AsyncIterator[SourcedHistory] | Sequence[SourcedHistory],
+    *,
+    workflows: Sequence[type] = WORKFLOWS,
+    data_converter: DataConverter | None = None,
+    progress: Callable[[SourcedHistory], None] | None = None,
+) -> ReplayReport:
+    """Replay each history against `workflows` (the current code by default) and report per
+    history: ok, or the failure a worker would hit on it."""
+    converter_ = data_converter or converter()
+    replayer = Replayer(
+        workflows=list(workflows), data_converter=converter_, workflow_runner=sandbox_runner()
+    )
+    seen: list[tuple[SourcedHistory, Exception | None]] = []
+
+    async def feed() -> AsyncIterator[WorkflowHistory]:
+        async for item in _aiter(histories):
+            unreadable = await _undecodable(item.history, converter_)
+            seen.append((item, unreadable))
+            if unreadable is None:
+                yield item.history
+            # The replayer asks for the next history once it has replayed this one.
+            if progress is not None:
+                progress(item)
+
+    results = await replayer.replay_workflows(feed(), raise_on_replay_failure=False)
+    failures = results.replay_failures
+    outcomes = [
+        _outcome(item, unreadable or failures.get(item.history.run_id)) for item, unreadable in seen
+    ]
+    return ReplayReport(
+        histories=len(outcomes),
+        broken=sum(1 for o in outcomes if not o.ok),
+        results=outcomes,
+    )
+
+
+async def _undecodable(history: WorkflowHistory, data_converter: DataConverter) -> Exception | None:
+    """Whether the workflow's input decodes: a missing payload key would otherwise surface as
+    an opaque activation failure instead of saying which key is missing."""
+    codec = data_converter.payload_codec
+    if codec is None or not history.events:
+        return None
+    started = history.events[0].workflow_execution_started_event_attributes
+    try:
+        await codec.decode(list(started.input.payloads))
+    except Exception as err:  # the codec's own errors name the key and the reason
+        return err
+    return None
+
+
+async def _aiter(
+    items: AsyncIterator[SourcedHistory] | Sequence[SourcedHistory],
+) -> AsyncIterator[SourcedHistory]:
+    if isinstance(items, Sequence):
+        for item in items:
+            yield item
+    else:
+        async for item in items:
+            yield item
+
+
+def _outcome(item: SourcedHistory, failure: Exception | None) -> ReplayOutcome:
+    history = item.history
+    return ReplayOutcome(
+        source=item.source,
+        workflow_id=history.workflow_id,
+        run_id=history.run_id,
+        workflow_type=item.workflow_type,
+        ok=failure is None,
+        error_type=None if failure is None else type(failure).__name__,
+        error=None if failure is None else str(failure),
+    )
+
+
+async def server_histories(
+    client: Client, query: str, found: Callable[[int], None] | None = None
+) -> AsyncIterator[SourcedHistory]:
+    """The histories of the runs a visibility query lists, fetched one at a time."""
+    runs = [(execution.id, execution.run_id) async for execution in client.list_workflows(query)]
+    if found is not None:
+        found(len(runs))
+    for workflow_id, run_id in runs:
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        yield SourcedHistory(source="server", history=history)
+
+
+# --- the command ----------------------------------------------------------------------------
+def _bar() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=errors,
+        transient=True,
+    )
+
+
+def replay_cli(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="a folder of exported histories (*.json), or one history file"),
+    ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option("--query", help="a visibility query, e.g. \"WorkflowType = 'Dossier'\""),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Replay histories against the current workflow code; exit 1 when any would break."""
+    if (directory is None) == (query is None):
+        errors.print("replay: give exactly one of --dir or --query")
+        raise typer.Exit(2)
+
+    async def run() -> ReplayReport:
+        with _bar() as bar:
+            task = bar.add_task("replaying", total=None)
+
+            def step(item: SourcedHistory) -> None:
+                bar.update(task, advance=1, description=f"replayed {item.history.workflow_id}")
+
+            if directory is not None:
+                loaded = load_histories(directory)
+                bar.update(task, total=len(loaded))
+                return await replay(loaded, progress=step)
+            assert query is not None
+            client = await _client()
+            bar.update(task, description="listing")
+            source = server_histories(
+                client, query, found=lambda n: bar.update(task, total=n, description="replaying")
+            )
+            return await replay(source, progress=step)
+
+    try:
+        report = asyncio.run(run())
+    except HistoryFileError as err:
+        errors.print(f"replay: {err}")
+        raise typer.Exit(2) from err
+    if as_json:
+        typer.echo(json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    else:
+        for outcome in report.results:
+            mark = "ok" if outcome.ok else "BROKEN"
+            line = f"{mark:<7}{outcome.workflow_type:<14}{outcome.workflow_id}  ({outcome.source})"
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+            if not outcome.ok:
+                console.print(
+                    f"       {outcome.error_type}: {outcome.error}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+        console.print(report.summary, markup=False, highlight=False)
+    if report.broken:
+        raise typer.Exit(1)
