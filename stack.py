@@ -172,6 +172,7 @@ async def run_foreground() -> int:
         "workers": _spawn(
             [sys.executable, "worker.py", "--queues", "all"], child_env, logs_dir / "worker.log"
         ),
+        "api": _spawn([sys.executable, "-m", "api"], child_env, logs_dir / "api.log"),
         "codec server": _spawn(
             [sys.executable, "-m", "codec", "serve", "--port", str(codec_port)],
             child_env,
@@ -180,6 +181,7 @@ async def run_foreground() -> int:
     }
     for name, url in config.registry_urls.items():
         print(f"simulator {name}: {url}")
+    print(f"HTTP API: http://127.0.0.1:{config.api_port}/v1 (OpenAPI at /openapi.json)")
     print(f"codec server (Web UI decoding, localhost only): http://127.0.0.1:{codec_port}")
     print(f"worker metrics: http://127.0.0.1:{child_env['WORKER_METRICS_PORT']}/metrics")
     print(f"logs: {logs_dir}; Ctrl-C stops everything")
