@@ -48,9 +48,12 @@ async def call(
     try:
         response = await http.request(method, url, json=json, headers=headers)
     except httpx.TransportError as err:
+        # The message names the fault; the exception chain would only add tracebacks, and a
+        # retried activity's last failure is capped at 4 KiB by the server (over it, the
+        # message operators need is dropped).
         raise ApplicationError(
             f"{service} unreachable: {type(err).__name__}: {err}", type=REGISTRY_UNAVAILABLE
-        ) from err
+        ) from None
     if response.status_code >= 500 or response.status_code in _TRANSIENT_STATUSES:
         raise ApplicationError(
             f"{service} answered {response.status_code}: {_message(response)}",

@@ -196,6 +196,7 @@ async def test_a_reset_is_an_operator_event_and_the_steps_run_again_are_new_even
         for e in history.events
         if e.event_id > child_done and e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
     )
+    await projected(stack, code)
     before = len(await audit.events(conn, code))
 
     engine = engine_for(stack.settings.database_url, writer=True)

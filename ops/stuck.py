@@ -1,0 +1,495 @@
+"""`python -m ops stuck`: the dossiers that are not moving, and why.
+
+A dossier (its Dossier workflow and, while the competent unit holds it, its lane child
+`<code>.processing` or `<code>.certification`) is stuck when
+
+- an activity fails again and again (a registry that is down answers every retry the same
+  way): a pending activity at attempt 2 or more, or with a last failure; the row names the
+  activity, the attempt count and the last failure's message;
+- its workflow task fails (non-determinism after a deploy, a bug): a pending workflow task
+  at attempt 2 or more; the message is the last `WorkflowTaskFailed` event's;
+- a human step is past due: an open task of the read model (`tasks`) whose due time has
+  passed, for a dossier still running.
+
+Running dossiers come from a visibility query on the search attributes (`DossierProcedure`,
+`ReceivingUnit`/`CompetentUnit`, `DossierLane`, `StartTime` for the age); each is then
+described, a bounded number at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.api.failure.v1 import Failure
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
+from temporalio.client import Client, WorkflowExecutionDescription
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from codec import project_converter
+from config import Settings, settings
+from domain import lanes
+from store.db import engine_for
+from store.migrate import migrate
+from store.tables import dossiers, tasks
+
+DEFAULT_ADDRESS = "127.0.0.1:7233"  # the server `make run` starts
+HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
+DESCRIBE_CONCURRENCY = 16
+DOSSIER_TYPE = "Dossier"
+# The server replaces a retried activity's failure over its size limit
+# (`limit.mutableStateActivityFailureSize.error`, 4 KiB by default) with this one, keeping a
+# truncated copy of the original as its cause.
+FAILURE_OVER_LIMIT = "Failure exceeds size limit."
+ENCODED = "Encoded failure"
+
+console = Console()
+errors = Console(stderr=True)
+
+# Called with (done, total) as a batch advances: the commands' progress bars.
+Progressed = Callable[[int, int], None]
+
+
+async def connect(config: Settings) -> Client:
+    """The one place the operator commands (stuck, retry, reset) connect to Temporal: the
+    project's data converter, so queries, results and failures decode as the workers wrote
+    them."""
+    return await Client.connect(
+        config.temporal_address or DEFAULT_ADDRESS,
+        namespace=config.temporal_namespace,
+        data_converter=project_converter(config.data_dir),
+    )
+
+
+class StuckKind(StrEnum):
+    ACTIVITY = "activity"
+    WORKFLOW_TASK = "workflow_task"
+    HUMAN_TASK = "human_task"
+
+
+class StuckRow(BaseModel):
+    """One reason a dossier is not moving."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    workflow_id: str = Field(description="the dossier workflow or its lane child")
+    kind: StuckKind
+    activity: str | None = Field(
+        default=None, description="activity type, or the awaited step of a human task"
+    )
+    attempts: int | None = None
+    last_error: str | None = None
+    since: datetime | None = Field(
+        default=None,
+        description="activity: first scheduled; workflow task: first failed; task: due",
+    )
+    # What `ops retry` needs to target the activity; not part of the listing.
+    run_id: str | None = Field(default=None, exclude=True)
+    activity_id: str | None = Field(default=None, exclude=True)
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    unit: str | None = None
+    procedure: str | None = None
+    lane: str | None = None
+    older_than: timedelta | None = None
+
+
+# --- which dossiers ---------------------------------------------------------------------------
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9._:-]+$")
+_DURATION = re.compile(r"(\d+)\s*([dhms])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_age(text: str) -> timedelta:
+    """`2h`, `30m`, `1d12h`, `90s` as a duration."""
+    compact = text.replace(" ", "").lower()
+    parts = _DURATION.findall(compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(f"{text!r}: expected a duration such as 2h, 30m, 1d12h or 90s")
+    age = timedelta()
+    for number, unit in parts:
+        age += timedelta(**{_UNITS[unit]: int(number)})
+    return age
+
+
+def _quoted(name: str, value: str) -> str:
+    if not _SAFE_VALUE.match(value):
+        raise ValueError(f"{name}: {value!r} is not a unit, procedure or lane code")
+    return f"'{value}'"
+
+
+def visibility_query(filters: Filters, now: datetime) -> str:
+    """The running dossiers the filters select, as a Temporal list filter."""
+    clauses: list[str] = []
+    if filters.procedure:
+        clauses.append(f"DossierProcedure = {_quoted('--procedure', filters.procedure)}")
+    if filters.unit:
+        unit = _quoted("--unit", filters.unit)
+        clauses.append(f"(ReceivingUnit = {unit} OR CompetentUnit = {unit})")
+    if filters.lane:
+        clauses.append(f"DossierLane = {_quoted('--lane', filters.lane)}")
+    if filters.older_than is not None:
+        cutoff = (now - filters.older_than).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        clauses.append(f"StartTime < '{cutoff}'")
+    return running_dossiers_query(" AND ".join(clauses) or None)
+
+
+def running_dossiers_query(selection: str | None) -> str:
+    """An operator's visibility query narrowed to running dossier workflows: the query selects
+    dossiers; their lanes are found from each dossier."""
+    base = f"WorkflowType = '{DOSSIER_TYPE}' AND ExecutionStatus = 'Running'"
+    return f"{base} AND ({selection})" if selection and selection.strip() else base
+
+
+async def running_dossiers(client: Client, query: str) -> list[str]:
+    """The codes of the dossiers a (full) visibility query selects, oldest first."""
+    found: list[tuple[datetime, str]] = []
+    async for execution in client.list_workflows(query):
+        found.append((execution.start_time, execution.id))
+    return [code for _, code in sorted(found)]
+
+
+# --- why each one is stuck --------------------------------------------------------------------
+async def failure_text(client: Client, failure: Failure) -> str:
+    """A failure's message as the workers wrote it: decoded with the project's converter
+    (failure messages travel encrypted), the application error type in front."""
+    copy = Failure()
+    copy.CopyFrom(failure)
+    try:
+        error: BaseException = await client.data_converter.decode_failure(copy)
+    except Exception:  # a payload this converter cannot open (another key, say)
+        return failure.message
+    if str(getattr(error, "message", "")) == FAILURE_OVER_LIMIT and error.__cause__ is not None:
+        inner = error.__cause__
+        message = str(getattr(inner, "message", "") or "")
+        kind = inner.type if isinstance(inner, ApplicationError) else None
+        if not message or message == ENCODED:
+            return (
+                f"{kind or type(inner).__name__}: message dropped by the server (the failure "
+                "was over its size limit for a retried activity's failure)"
+            )
+        return f"{kind}: {message}" if kind else message
+    message = str(getattr(error, "message", "") or error)
+    if isinstance(error, ApplicationError) and error.type:
+        return f"{error.type}: {message}"
+    return message
+
+
+async def _history_tail(client: Client, workflow_id: str, run_id: str) -> list[HistoryEvent]:
+    response = await client.workflow_service.get_workflow_execution_history_reverse(
+        GetWorkflowExecutionHistoryReverseRequest(
+            namespace=client.namespace,
+            execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
+            maximum_page_size=50,
+        )
+    )
+    return list(response.history.events)
+
+
+async def _first_scheduled(client: Client, workflow_id: str, run_id: str) -> dict[str, datetime]:
+    """When each activity of the run was first scheduled (retries add no events)."""
+    scheduled: dict[str, datetime] = {}
+    handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+    async for event in handle.fetch_history_events():
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            activity_id = event.activity_task_scheduled_event_attributes.activity_id
+            scheduled[activity_id] = event.event_time.ToDatetime(tzinfo=UTC)
+    return scheduled
+
+
+async def workflow_problems(
+    client: Client, code: str, description: WorkflowExecutionDescription
+) -> list[StuckRow]:
+    """Failing activities and a failing workflow task of one workflow (dossier or lane)."""
+    raw = description.raw_description
+    workflow_id, run_id = description.id, description.run_id
+    rows: list[StuckRow] = []
+    failing = [
+        activity
+        for activity in raw.pending_activities
+        if activity.attempt >= 2 or activity.HasField("last_failure")
+    ]
+    if failing:
+        first_scheduled = await _first_scheduled(client, workflow_id, run_id)
+        for activity in failing:
+            last_error = (
+                await failure_text(client, activity.last_failure)
+                if activity.HasField("last_failure")
+                else None
+            )
+            rows.append(
+                StuckRow(
+                    code=code,
+                    workflow_id=workflow_id,
+                    kind=StuckKind.ACTIVITY,
+                    activity=activity.activity_type.name,
+                    attempts=activity.attempt,
+                    last_error=last_error,
+                    since=first_scheduled.get(activity.activity_id),
+                    run_id=run_id,
+                    activity_id=activity.activity_id,
+                )
+            )
+    task = raw.pending_workflow_task
+    if raw.HasField("pending_workflow_task") and task.attempt > 1:
+        task_error: str | None = None
+        since = (
+            task.original_scheduled_time.ToDatetime(tzinfo=UTC)
+            if task.HasField("original_scheduled_time")
+            else None
+        )
+        for event in await _history_tail(client, workflow_id, run_id):
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                attributes = event.workflow_task_failed_event_attributes
+                cause = WorkflowTaskFailedCause.Name(attributes.cause).removeprefix(
+                    "WORKFLOW_TASK_FAILED_CAUSE_"
+                )
+                task_error = f"{cause}: {await failure_text(client, attributes.failure)}"
+                since = since or event.event_time.ToDatetime(tzinfo=UTC)
+                break
+        rows.append(
+            StuckRow(
+                code=code,
+                workflow_id=workflow_id,
+                kind=StuckKind.WORKFLOW_TASK,
+                attempts=task.attempt,
+                last_error=task_error,
+                since=since,
+                run_id=run_id,
+            )
+        )
+    return rows
+
+
+async def describe_if_exists(
+    client: Client, workflow_id: str
+) -> WorkflowExecutionDescription | None:
+    try:
+        return await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def inspect_dossier(client: Client, code: str) -> list[StuckRow]:
+    """What holds one dossier up in Temporal: its workflow and its running lane, if any."""
+    parent = await describe_if_exists(client, code)
+    if parent is None:
+        return []
+    rows = await workflow_problems(client, code, parent)
+    for child in parent.raw_description.pending_children:
+        lane = await describe_if_exists(client, child.workflow_id)
+        if lane is not None:
+            rows += await workflow_problems(client, code, lane)
+    return rows
+
+
+async def inspect_all(
+    client: Client,
+    codes: Sequence[str],
+    *,
+    concurrency: int = DESCRIBE_CONCURRENCY,
+    progress: Progressed | None = None,
+) -> dict[str, list[StuckRow]]:
+    """`inspect_dossier` for each code, at most `concurrency` at a time."""
+    gate = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def one(code: str) -> tuple[str, list[StuckRow]]:
+        nonlocal done
+        async with gate:
+            rows = await inspect_dossier(client, code)
+        done += 1
+        if progress is not None:
+            progress(done, len(codes))
+        return code, rows
+
+    return dict(await asyncio.gather(*(one(code) for code in codes)))
+
+
+async def past_due_tasks(
+    conn: AsyncConnection, filters: Filters, now: datetime, running: Iterable[str] | None = None
+) -> list[StuckRow]:
+    """Open officer tasks past their due time, for open dossiers (the read model)."""
+    query = (
+        select(
+            tasks.c.dossier_code,
+            tasks.c.action,
+            tasks.c.unit,
+            tasks.c.role,
+            tasks.c.due_at,
+            tasks.c.claimed_by,
+            dossiers.c.stage,
+            dossiers.c.lane,
+        )
+        .join(dossiers, dossiers.c.code == tasks.c.dossier_code)
+        .where(
+            tasks.c.done_at.is_(None),
+            tasks.c.due_at.is_not(None),
+            tasks.c.due_at < now,
+            dossiers.c.closed_at.is_(None),
+        )
+        .order_by(tasks.c.due_at)
+    )
+    if filters.procedure:
+        query = query.where(dossiers.c.procedure_code == filters.procedure)
+    if filters.unit:
+        query = query.where(
+            or_(
+                dossiers.c.receiving_unit == filters.unit, dossiers.c.competent_unit == filters.unit
+            )
+        )
+    if filters.lane:
+        query = query.where(dossiers.c.lane == filters.lane)
+    keep = set(running) if running is not None else None
+    rows: list[StuckRow] = []
+    for task in await conn.execute(query):
+        if keep is not None and task.dossier_code not in keep:
+            continue
+        held_by = (
+            lanes.lane_workflow_id(task.dossier_code, task.lane)
+            if task.stage == "processing"
+            else task.dossier_code
+        )
+        claimed = f", claimed by {task.claimed_by}" if task.claimed_by else ""
+        rows.append(
+            StuckRow(
+                code=task.dossier_code,
+                workflow_id=held_by,
+                kind=StuckKind.HUMAN_TASK,
+                activity=task.action,
+                last_error=(
+                    f"awaits {task.role} at {task.unit}, due "
+                    f"{task.due_at.astimezone(HANOI):%Y-%m-%d %H:%M}{claimed}"
+                ),
+                since=task.due_at,
+            )
+        )
+    return rows
+
+
+async def find_stuck(
+    client: Client,
+    conn: AsyncConnection,
+    filters: Filters,
+    *,
+    now: datetime | None = None,
+    concurrency: int = DESCRIBE_CONCURRENCY,
+    progress: Progressed | None = None,
+) -> list[StuckRow]:
+    """Every stuck dossier the filters select, with why, ordered by code."""
+    now = now or datetime.now(UTC)
+    codes = await running_dossiers(client, visibility_query(filters, now))
+    found = await inspect_all(client, codes, concurrency=concurrency, progress=progress)
+    rows = [row for code in codes for row in found[code]]
+    rows += await past_due_tasks(conn, filters, now, codes)
+    order = {kind: index for index, kind in enumerate(StuckKind)}
+    return sorted(rows, key=lambda r: (r.code, r.workflow_id, order[r.kind], r.activity or ""))
+
+
+# --- the command --------------------------------------------------------------------------------
+def _when(value: datetime | None) -> str:
+    return "" if value is None else f"{value.astimezone(HANOI):%Y-%m-%d %H:%M:%S}"
+
+
+def show_stuck(rows: Sequence[StuckRow], as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps([row.model_dump(mode="json") for row in rows]))
+        return
+    if not rows:
+        console.print("stuck: none")
+        return
+    table = Table(title=f"stuck: {len({r.code for r in rows})} dossiers", show_lines=False)
+    for column in ("code", "workflow", "kind", "activity / step", "attempts", "last error"):
+        table.add_column(column, overflow="fold")
+    table.add_column("since (Hanoi)", no_wrap=True)
+    for row in rows:
+        table.add_row(
+            row.code,
+            row.workflow_id,
+            row.kind.value,
+            row.activity or "",
+            "" if row.attempts is None else str(row.attempts),
+            row.last_error or "",
+            _when(row.since),
+        )
+    console.print(table)
+
+
+def _age(value: str | None) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        return parse_age(value)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--older-than") from err
+
+
+def stuck_command(
+    unit: Annotated[
+        str | None, typer.Option(help="receiving or competent unit, e.g. hoan-kiem")
+    ] = None,
+    procedure: Annotated[str | None, typer.Option(help="procedure code, e.g. 1.001193")] = None,
+    lane: Annotated[
+        str | None, typer.Option(help="lane: certification, ward-processing, city-processing")
+    ] = None,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="filed at least this long ago: 2h, 1d")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print rows as JSON")] = False,
+) -> None:
+    """List stuck dossiers, each with why.
+
+    A failing activity (attempts, last error), a failing workflow task, or a human step past
+    due; dossier workflows and their lanes.
+    """
+    try:
+        filters = Filters(unit=unit, procedure=procedure, lane=lane, older_than=_age(older_than))
+        visibility_query(filters, datetime.now(UTC))  # reject bad values before connecting
+    except ValueError as err:
+        errors.print(f"ops stuck: {err}", markup=False, highlight=False)
+        raise typer.Exit(2) from err
+
+    async def run() -> list[StuckRow]:
+        config = settings()
+        await migrate(config.database_url)
+        client = await connect(config)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=errors,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("describing dossiers", total=None)
+            async with engine_for(config.database_url).connect() as conn:
+                return await find_stuck(
+                    client,
+                    conn,
+                    filters,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+
+    show_stuck(asyncio.run(run()), as_json)
