@@ -200,9 +200,11 @@ class DossierWorkflow:
             result = LaneResult(
                 outcome=Outcome.STOPPED, clock=self.clock, decided_at=workflow.now(), reason=reason
             )
-        self._handled_by = workflow.info().workflow_id
-        self._awaiting = []
-        self._clock = result.clock
+        # After the lane's last reports, which may still wait for the lock.
+        async with self._lock:
+            self._handled_by = workflow.info().workflow_id
+            self._awaiting = []
+            self._clock = result.clock
         return result
 
     @workflow.signal
@@ -222,19 +224,24 @@ class DossierWorkflow:
         self._stage = Stage.RETURN
         channel = filing.submission.delivery_channel
         applicant = filing.submission.applicant
-        if channel is DeliveryChannel.COUNTER:
-            self._awaiting = [
-                AwaitedAction(
-                    action=Action.HAND_OVER.value,
-                    role=Role.COUNTER_OFFICER.value,
-                    unit=filing.receiving_unit.code,
-                    since=workflow.now(),
-                )
-            ]
+        hand_over = [
+            AwaitedAction(
+                action=Action.HAND_OVER.value,
+                role=Role.COUNTER_OFFICER.value,
+                unit=filing.receiving_unit.code,
+                since=workflow.now(),
+            )
+        ]
         ready = (
             DossierStatus.REFUSED if lane.outcome is Outcome.REFUSED else DossierStatus.RESULT_READY
         )
-        await self._record(ready, "result at the receiving unit", SYSTEM, lane.reason or "")
+        await self._record(
+            ready,
+            "result at the receiving unit",
+            SYSTEM,
+            lane.reason or "",
+            awaiting=hand_over if channel is DeliveryChannel.COUNTER else [],
+        )
         if channel is DeliveryChannel.COUNTER:
             await notices.send(
                 notices.to_applicant(
@@ -378,10 +385,14 @@ class DossierWorkflow:
         actor: str,
         note: str = "",
         at: datetime | None = None,
+        awaiting: list[AwaitedAction] | None = None,
     ) -> None:
         """One step in the timeline; the portal and the search attributes follow the status
-        and the appointment. Serialised, so the portal sees statuses in order."""
+        and the appointment. Serialised, so the portal sees statuses in order; `awaiting`
+        replaces what the dossier awaits, under the same lock."""
         async with self._lock:
+            if awaiting is not None:
+                self._awaiting = awaiting
             await self._record_locked(status, step, actor, note, at)
 
     async def _record_locked(
