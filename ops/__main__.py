@@ -27,8 +27,10 @@ from ops import audit as audit_ops
 from ops import rebuild as rebuild_ops
 from ops.export import export_app
 from ops.keys import keys_app
+from ops.operations import reset_command, retry_command
 from ops.replay import replay_cli
 from ops.signatures import signatures_app
+from ops.stuck import stuck_command
 from store import kpis
 from store.db import engine_for
 from store.kpis import GroupBy, Period
@@ -43,6 +45,9 @@ app.add_typer(keys_app, name="keys")
 app.command("replay")(replay_cli)
 app.add_typer(export_app, name="export")
 app.add_typer(signatures_app, name="signatures")
+app.command("stuck")(stuck_command)
+app.command("retry")(retry_command)
+app.command("reset")(reset_command)
 console = Console()
 errors = Console(stderr=True)
 

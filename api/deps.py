@@ -1,0 +1,112 @@
+"""What every route needs: the Temporal client, settings, the catalogue, and the mapping of
+Temporal's failures to answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from typing import Annotated, TypeVar
+
+from fastapi import Depends, Path, Request
+from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import covers
+from api.problems import ProblemError, field_problem
+from config import Settings
+from domain.catalogue import Catalogue
+from schemas.dossier import DossierView
+from services import dossiers
+from store.api_keys import ApiKey
+
+T = TypeVar("T")
+
+# A query waits for a worker to answer; a dossier whose workers are all down must not hold
+# the counter's request forever.
+QUERY_TIMEOUT_SECONDS = 10.0
+CODE_PATTERN = r"^[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[A-Z][0-9]{2}-[0-9]{6}-[0-9]{4}$"
+
+DossierCode = Annotated[
+    str,
+    Path(
+        pattern=CODE_PATTERN,
+        max_length=40,
+        description="The dossier code on the receipt, e.g. `000.01.01.H26-261127-0001`",
+    ),
+]
+
+
+@dataclass
+class KeyedLocks:
+    """One asyncio lock per key, dropped when nobody holds or waits for it."""
+
+    _locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = field(default_factory=dict)
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    catalogue: Catalogue
+    client: Client | None = None  # None until the lifespan connects (python -m api)
+    submissions: KeyedLocks = field(default_factory=KeyedLocks)
+
+    @property
+    def temporal(self) -> Client:
+        if self.client is None:
+            raise ProblemError(503, "unavailable", "not connected to Temporal yet")
+        return self.client
+
+
+def context(request: Request) -> ApiContext:
+    ctx = request.app.state.context
+    assert isinstance(ctx, ApiContext)
+    return ctx
+
+
+Context = Annotated[ApiContext, Depends(context)]
+
+
+def not_found(code: str) -> ProblemError:
+    # The same answer for an unknown code and for another unit's dossier: a key learns
+    # nothing about dossiers outside its units.
+    return field_problem(404, "not-found", "code", f"no dossier {code}")
+
+
+async def ask(code: str, call: Awaitable[T]) -> T:
+    """A query to the dossier's workflow, with Temporal's failures mapped to problems."""
+    try:
+        return await asyncio.wait_for(call, QUERY_TIMEOUT_SECONDS)
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise not_found(code) from err
+        raise ProblemError(
+            503, "unavailable", f"Temporal did not answer ({err.status.name})"
+        ) from err
+    except (TimeoutError, WorkflowQueryFailedError) as err:
+        raise ProblemError(
+            503, "unavailable", f"dossier {code} cannot be read right now; try again"
+        ) from err
+
+
+async def visible_dossier(ctx: ApiContext, key: ApiKey, code: str) -> DossierView:
+    """The dossier's current view, if the key acts for its receiving or competent unit."""
+    view = await ask(code, dossiers.status(ctx.temporal, code))
+    if not covers(key, (view.receiving_unit, view.competent_unit)):
+        raise not_found(code)
+    return view

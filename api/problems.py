@@ -1,0 +1,186 @@
+"""Every error answer is RFC 9457 `application/problem+json`, naming the field and the rule, so
+the counter software can show the officer what to fix without parsing prose."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_BASE = "/problems/"
+log = structlog.stdlib.get_logger("api")
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    field: str = Field(description="Dotted path of the field (`applicant.citizen_id`), or a header")
+    rule: str = Field(description="The rule the value breaks")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: str = Field(description="A URI reference naming the kind of problem")
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
+class ProblemError(Exception):
+    """Raised anywhere in a request to answer with a problem."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        detail: str,
+        errors: Sequence[FieldError] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.problem = Problem(
+            type=TYPE_BASE + kind,
+            title=HTTPStatus(status).phrase,
+            status=status,
+            detail=detail,
+            errors=list(errors),
+        )
+        self.headers = headers
+
+
+def field_problem(status: int, kind: str, field: str, rule: str) -> ProblemError:
+    return ProblemError(status, kind, f"{field}: {rule}", [FieldError(field=field, rule=rule)])
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        problem.model_dump(mode="json"),
+        status_code=problem.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _field_of(error: dict[str, Any]) -> str:
+    loc: Sequence[int | str] = error.get("loc", ())
+    if not loc or error.get("type") == "json_invalid":  # a JSON error's loc is its offset
+        return "body"
+    where, *rest = loc
+    if where == "header" and rest:
+        # Headers are case-insensitive; name them as the documentation spells them.
+        return "-".join(part.capitalize() for part in str(rest[0]).split("-"))
+    if where in ("body", "query", "path", "cookie"):
+        return ".".join(str(part) for part in rest) or str(where)
+    return ".".join(str(part) for part in loc)
+
+
+def _rule_of(error: dict[str, Any]) -> str:
+    message = str(error.get("msg", "invalid"))
+    # A field_validator's ValueError reads "Value error, <rule>": keep the rule.
+    for noise in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(noise)
+    if error.get("type") == "json_invalid":
+        detail = (error.get("ctx") or {}).get("error")
+        return f"not valid JSON ({detail})" if detail else "not valid JSON"
+    return message
+
+
+def validation_problem(errors: Iterable[dict[str, Any]]) -> Problem:
+    fields = [FieldError(field=_field_of(e), rule=_rule_of(e)) for e in errors]
+    # A bad header (Idempotency-Key) is a malformed request, not unprocessable content.
+    bad_header = any(e.get("loc", ("",))[0] == "header" for e in errors)
+    status = 400 if bad_header else 422
+    shown = "; ".join(f"{f.field}: {f.rule}" for f in fields[:5])
+    more = f" (and {len(fields) - 5} more)" if len(fields) > 5 else ""
+    return Problem(
+        type=TYPE_BASE + ("bad-request" if bad_header else "invalid-request"),
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=f"{shown}{more}" or "the request does not match the schema",
+        errors=fields,
+    )
+
+
+async def _on_problem(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return problem_response(exc.problem, exc.headers)
+
+
+async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return problem_response(validation_problem(exc.errors()))
+
+
+_UNREADABLE_BODY = "There was an error parsing the body"
+_KINDS = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 413: "too-large"}
+
+
+async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
+    errors: list[FieldError] = []
+    kind = _KINDS.get(status, "http-error")
+    if status == 404 and detail == HTTPStatus.NOT_FOUND.phrase:
+        detail = "no such resource"
+    if status == 400 and detail == _UNREADABLE_BODY:
+        # FastAPI's answer to a body it cannot even decode (bytes that are not UTF-8).
+        kind, detail = "bad-request", "body: not valid JSON (cannot be decoded)"
+        errors.append(FieldError(field="body", rule="not valid JSON (cannot be decoded)"))
+    problem = Problem(
+        type=TYPE_BASE + kind,
+        title=HTTPStatus(status).phrase,
+        status=status,
+        detail=detail,
+        errors=errors,
+    )
+    return problem_response(problem, dict(exc.headers) if exc.headers else None)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Never the exception text: it may carry a query or a registry's answer.
+    log.exception("api.unexpected_error", path=request.url.path, error=type(exc).__name__)
+    problem = Problem(
+        type=TYPE_BASE + "internal-error",
+        title=HTTPStatus.INTERNAL_SERVER_ERROR.phrase,
+        status=500,
+        detail="the server could not answer; the error is logged",
+    )
+    return problem_response(problem)
+
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ProblemError, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+
+_DESCRIPTIONS = {
+    400: "Malformed request: a required header is missing or malformed",
+    401: "No API key, or an unknown or revoked one",
+    403: "The key's units or roles do not cover this request",
+    404: "No such dossier, or one outside the key's units (the same answer)",
+    409: "Conflict with the dossier's state or an earlier request",
+    413: "The body is over the size limit",
+    422: "The request breaks a rule: each field and rule in `errors`",
+    503: "A dependency (Temporal or the database) does not answer",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for these problem statuses (the media type is set to
+    application/problem+json when the document is built, see api.app)."""
+    return {status: {"model": Problem, "description": _DESCRIPTIONS[status]} for status in statuses}

@@ -1,0 +1,102 @@
+"""Human steps: `POST /v1/dossiers/{code}/actions/{action}`, one route per action so each
+has its own documented body. The workflow's validator has the last word on role, unit and
+state; the key's units and roles are checked here first."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.auth import Key, require_role, require_unit
+from api.deps import ApiContext, Context, DossierCode, not_found, visible_dossier
+from api.problems import ProblemError, field_problem, problem_responses
+from schemas.actions import (
+    Acknowledgement,
+    Action,
+    Appraisal,
+    Approval,
+    Certification,
+    Claim,
+    HandOver,
+    Refusal,
+    Step,
+    Supplement,
+    SupplementRequest,
+    Withdrawal,
+)
+from services import dossiers
+from services.dossiers import ActionRefused
+from store.api_keys import ApiKey
+
+router = APIRouter(prefix="/v1", tags=["actions"])
+
+BODIES: dict[Action, type[Step]] = {
+    Action.APPRAISE: Appraisal,
+    Action.REQUEST_SUPPLEMENT: SupplementRequest,
+    Action.PROVIDE_SUPPLEMENT: Supplement,
+    Action.APPROVE: Approval,
+    Action.REFUSE: Refusal,
+    Action.CERTIFY: Certification,
+    Action.WITHDRAW: Withdrawal,
+    Action.HAND_OVER: HandOver,
+    Action.CLAIM: Claim,
+}
+
+
+async def take_step(
+    ctx: ApiContext, key: ApiKey, code: str, action: Action, step: Step
+) -> Acknowledgement:
+    # The officer's identity comes with the step and ends in the audit log through the
+    # workflow; the key vouches that its system may speak for that role at that unit.
+    require_role(key, step.officer.role, "officer.role")
+    require_unit(key, step.officer.unit, "officer.unit")
+    for name in ("officer_id", "full_name"):
+        # They become columns of the read model (claimed_by, done_by, the audit actor),
+        # where PostgreSQL refuses a NUL: a step that carried one would stall the dossier.
+        if any(ord(char) < 32 for char in getattr(step.officer, name)):
+            raise field_problem(
+                422, "invalid-request", f"officer.{name}", "must not contain control characters"
+            )
+    await visible_dossier(ctx, key, code)
+    try:
+        return await dossiers.act(ctx.temporal, code, action, step)
+    except ActionRefused as err:
+        raise ProblemError(409, "action-refused", str(err)) from err
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            raise not_found(code) from err
+        raise ProblemError(503, "unavailable", "Temporal did not answer; retry") from err
+
+
+def _route(action: Action, body: type[Step]) -> Callable[..., Awaitable[Acknowledgement]]:
+    async def endpoint(code: DossierCode, step: Step, key: Key, ctx: Context) -> Acknowledgement:
+        return await take_step(ctx, key, code, action, step)
+
+    # FastAPI reads the body model from the signature: give each action its own.
+    signature = inspect.signature(endpoint, eval_str=True)
+    endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[
+            p.replace(annotation=Annotated[body, Body()]) if p.name == "step" else p
+            for p in signature.parameters.values()
+        ]
+    )
+    endpoint.__name__ = f"action_{action.value}"
+    return endpoint
+
+
+for _action, _body in BODIES.items():
+    router.add_api_route(
+        f"/dossiers/{{code}}/actions/{_action.value}",
+        _route(_action, _body),
+        methods=["POST"],
+        summary=f"{_action.value.replace('_', ' ').capitalize()}: {_body.__name__}",
+        description=(_body.__doc__ or "").strip() or None,
+        operation_id=f"act_{_action.value}",
+        responses=problem_responses(401, 403, 404, 409, 413, 422, 503),
+    )
+
+assert set(BODIES) == set(Action), "every action needs its route"
