@@ -26,6 +26,8 @@ T = TypeVar("T")
 # A query waits for a worker to answer; a dossier whose workers are all down must not hold
 # the counter's request forever.
 QUERY_TIMEOUT_SECONDS = 10.0
+# The form of domain.codes.dossier_code: anything else cannot be a dossier (and never reaches
+# Temporal as a workflow id).
 CODE_PATTERN = r"^[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[A-Z][0-9]{2}-[0-9]{6}-[0-9]{4}$"
 
 DossierCode = Annotated[

@@ -94,8 +94,9 @@ class DossierFiling(Model):
 class Officer(Model):
     """Who performs a human step: checked by the step's validator, kept in the timeline."""
 
-    officer_id: str = Field(min_length=1, max_length=64)
-    full_name: str = Field(min_length=1, max_length=120)
+    # No control characters: these end up in the audit log's actor column and the inbox.
+    officer_id: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+    full_name: str = Field(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f\x7f]+$")
     role: str
     unit: str
 

@@ -103,6 +103,9 @@ dossiers = Table(
         sqlite_where=text("closed_at IS NULL"),
     ),
     Index("ix_dossiers_status_received", "status", "received_at"),
+    # The API's lists: a unit's dossiers, newest received first, keyset-paged.
+    Index("ix_dossiers_receiving_received", "receiving_unit", "received_at", "code"),
+    Index("ix_dossiers_competent_received", "competent_unit", "received_at", "code"),
 )
 
 # The officers' inbox: what each unit and role is awaited for.
