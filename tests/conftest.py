@@ -23,7 +23,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -145,12 +145,15 @@ async def replay_histories(request: pytest.FixtureRequest) -> AsyncIterator[None
         data_converter=stack.client.data_converter,
         workflow_runner=sandbox_runner(),
     )
-    for code in stack.started:
+    codes, stack.started[:] = list(stack.started), []
+    for code in codes:
         for suffix in ("", *lanes.LANE_WORKFLOW_SUFFIXES):
             handle = stack.client.get_workflow_handle(code + suffix)
             try:
-                history = await handle.fetch_history()
-            except RPCError:
-                continue  # this dossier had no such lane
-            await replayer.replay_workflow(history)
-    stack.started.clear()
+                # Bounded: a server call that never answers must fail the test, not hang CI.
+                history = await handle.fetch_history(rpc_timeout=timedelta(seconds=30))
+            except RPCError as err:
+                if err.status is RPCStatusCode.NOT_FOUND:
+                    continue  # this dossier had no such lane
+                raise
+            await asyncio.wait_for(replayer.replay_workflow(history), timeout=60)
