@@ -52,9 +52,9 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ConfigDict
@@ -384,6 +384,36 @@ class ResetRow(BaseModel):
     status_before: str | None = None
     status_after: str | None = None
     outcome: str
+
+
+ActionRow = TypeVar("ActionRow", RetryRow, ResetRow)
+
+
+def _run_action(
+    name: str,
+    code: str | None,
+    query: str | None,
+    operator: str,
+    reason: str,
+    run: Callable[[], Coroutine[Any, Any, list[ActionRow]]],
+    *,
+    as_json: bool,
+    dry_run: bool,
+) -> None:
+    """Check the arguments, run, show the rows; exit 2 on bad input, 1 when the server
+    refused or any dossier failed."""
+    try:
+        _one_of(code, query, name)
+        check_action(operator, reason)
+        rows = asyncio.run(run())
+    except OperatorError as err:
+        raise _fail(name, err) from err
+    except RPCError as err:  # the server refused: nothing of that call was done
+        errors.print(f"ops {name}: Temporal refused: {err.message}", markup=False)
+        raise typer.Exit(1) from err
+    _show(rows, as_json, f"{name} (dry run)" if dry_run else name)
+    if any(row.outcome.startswith("failed") for row in rows):
+        raise typer.Exit(1)
 
 
 class RetriedActivity(BaseModel):
@@ -884,18 +914,7 @@ def retry_command(
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
 
-    try:
-        _one_of(code, query, "retry")
-        check_action(operator, reason)
-        rows = asyncio.run(run())
-    except OperatorError as err:
-        raise _fail("retry", err) from err
-    except RPCError as err:  # the server refused: nothing of that call was done
-        errors.print(f"ops retry: Temporal refused: {err.message}", markup=False)
-        raise typer.Exit(1) from err
-    _show(rows, as_json, "retry (dry run)" if dry_run else "retry")
-    if any(row.outcome.startswith("failed") for row in rows):
-        raise typer.Exit(1)
+    _run_action("retry", code, query, operator, reason, run, as_json=as_json, dry_run=dry_run)
 
 
 def reset_command(
@@ -945,15 +964,4 @@ def reset_command(
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
             )
 
-    try:
-        _one_of(code, query, "reset")
-        check_action(operator, reason)
-        rows = asyncio.run(run())
-    except OperatorError as err:
-        raise _fail("reset", err) from err
-    except RPCError as err:  # the server refused: nothing of that call was done
-        errors.print(f"ops reset: Temporal refused: {err.message}", markup=False)
-        raise typer.Exit(1) from err
-    _show(rows, as_json, "reset (dry run)" if dry_run else "reset")
-    if any(row.outcome.startswith("failed") for row in rows):
-        raise typer.Exit(1)
+    _run_action("reset", code, query, operator, reason, run, as_json=as_json, dry_run=dry_run)
