@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -94,10 +95,10 @@ async def test_python_m_api_connects_and_migrates_by_itself(
 ) -> None:
     [port] = free_ports(1)
     target = stack.client.service_client.config.target_host
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "api",
+    # A plain child process, not asyncio's: the stack's workers share this event loop, and a
+    # long-running asyncio subprocess terminated under it was seen to leave the loop deaf.
+    process = subprocess.Popen(  # noqa: ASYNC220 (Popen returns at once)
+        [sys.executable, "-m", "api"],
         cwd=ROOT,
         env={
             **os.environ,
@@ -107,8 +108,8 @@ async def test_python_m_api_connects_and_migrates_by_itself(
             "API_PORT": str(port),
             "LOG_LEVEL": "WARNING",
         },
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
@@ -120,7 +121,7 @@ async def test_python_m_api_connects_and_migrates_by_itself(
                         break
                 except httpx.TransportError:
                     pass
-                assert process.returncode is None, "python -m api exited"
+                assert process.poll() is None, "python -m api exited"
                 assert time.monotonic() < deadline, "python -m api never became ready"
                 await asyncio.sleep(0.2)
             assert ready.json() == {"status": "ready", "temporal": "ok", "database": "ok"}
@@ -134,7 +135,7 @@ async def test_python_m_api_connects_and_migrates_by_itself(
             assert view.json()["receiving_unit"] == HOAN_KIEM
     finally:
         process.terminate()
-        await asyncio.wait_for(process.wait(), 15)
+        await asyncio.to_thread(process.wait, 15)
 
 
 async def test_webhook_subscriptions_belong_to_their_key(
