@@ -31,6 +31,9 @@ class Settings(BaseModel):
     data_dir: Path
     database_url: str
     registry_urls: dict[str, str]
+    # Calls per second each registry may receive from all workers together; the server
+    # enforces it per task queue, so a surge queues dossiers instead of drowning a registry.
+    registry_rate_limits: dict[str, float]
     civil_status_token: str
     payment_checksum_secret: str
     api_port: int
@@ -45,6 +48,34 @@ def _env_url(service: str, host: str) -> str:
     return override or f"http://{host}:{SIMULATOR_PORTS[service]}"
 
 
+# Calls per second to each national registry unless REGISTRY_RATE_LIMITS says otherwise
+# (`population=80,land=10`): what a registry's operator grants one province's systems.
+DEFAULT_REGISTRY_RATE_LIMITS: dict[str, float] = {
+    "population": 50.0,
+    "civil_status": 20.0,
+    "land": 10.0,
+    "business": 20.0,
+}
+
+
+def _rate_limits(text: str) -> dict[str, float]:
+    limits = dict(DEFAULT_REGISTRY_RATE_LIMITS)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        if name not in limits:
+            raise ValueError(
+                f"REGISTRY_RATE_LIMITS: unknown registry {name!r}; known: {', '.join(limits)}"
+            )
+        try:
+            rate = float(value)
+        except ValueError:
+            rate = 0.0
+        if rate <= 0:
+            raise ValueError(f"REGISTRY_RATE_LIMITS: {name} must be a positive number per second")
+        limits[name] = rate
+    return limits
+
+
 def load_settings() -> Settings:
     data_dir = Path(os.environ.get("DATA_DIR", ROOT / "data")).resolve()
     host = os.environ.get("SIM_HOST", "127.0.0.1")
@@ -54,6 +85,7 @@ def load_settings() -> Settings:
         data_dir=data_dir,
         database_url=os.environ.get("DATABASE_URL", f"sqlite+aiosqlite:///{data_dir}/engine.db"),
         registry_urls={name: _env_url(name, host) for name in SIMULATOR_PORTS},
+        registry_rate_limits=_rate_limits(os.environ.get("REGISTRY_RATE_LIMITS", "")),
         civil_status_token=os.environ.get("CIVIL_STATUS_TOKEN", "dev-civil-status-token"),
         payment_checksum_secret=os.environ.get("PAYMENT_CHECKSUM_SECRET", "dev-payment-secret"),
         api_port=int(os.environ.get("API_PORT", "8000")),

@@ -1,5 +1,5 @@
-"""The read model and the audit log, written at each step of a dossier (a local activity:
-one database transaction, no server round trip)."""
+"""The read model and the audit log, written at each step of a dossier (a local activity,
+no server round trip; steps of many dossiers share a commit)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from temporalio import activity
 from config import Settings
 from schemas.exchanges import ProjectionReceipt, ProjectionRecord
 from store import projection
-from store.db import writing
 
 
 class ProjectionActivities:
@@ -17,5 +16,4 @@ class ProjectionActivities:
 
     @activity.defn(name="project")
     async def project(self, record: ProjectionRecord) -> ProjectionReceipt:
-        async with writing(self._settings.database_url) as conn:
-            return await projection.write(conn, record)
+        return await projection.group_commit(self._settings.database_url).write(record)

@@ -209,12 +209,51 @@ async def timeline(client: Client, code: str) -> list[TimelineEntry]:
     return await client.get_workflow_handle(code).query(DossierWorkflow.timeline)
 
 
-async def act(client: Client, code: str, action: Action, step: Step) -> Acknowledgement:
-    """Send a human step to the workflow that holds the dossier now (the dossier itself at
-    intake and return, its lane while the competent unit works on it)."""
+class Whereabouts(BaseModel):
+    """Where a dossier is, from the server's search attributes: no worker is asked."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    receiving_unit: str
+    competent_unit: str
+    lane: str
+
+
+async def whereabouts(client: Client, code: str) -> Whereabouts:
+    """Raises RPCError NOT_FOUND for an unknown code."""
+    attributes = (await client.get_workflow_handle(code).describe()).typed_search_attributes
+    return Whereabouts(
+        code=code,
+        receiving_unit=attributes.get(sa.RECEIVING_UNIT) or "",
+        competent_unit=attributes.get(sa.COMPETENT_UNIT) or "",
+        lane=attributes.get(sa.LANE) or lanes.INTAKE,
+    )
+
+
+async def _holder(client: Client, place: Whereabouts, action: Action) -> str:
+    """The workflow that takes the step: the dossier's at intake and return, its lane's
+    while the competent unit works on it."""
+    if action is Action.HAND_OVER:
+        return place.code
+    if action is Action.WITHDRAW:
+        # Intake, lane or past the decision: only the dossier knows, so ask it.
+        return (await status(client, place.code)).handled_by
+    return lanes.lane_workflow_id(place.code, place.lane)
+
+
+async def act(
+    client: Client,
+    code: str,
+    action: Action,
+    step: Step,
+    place: Whereabouts | None = None,
+) -> Acknowledgement:
+    """Send a human step to the workflow that holds the dossier now."""
+    place = place or await whereabouts(client, code)
     for attempt in range(NOT_READY_RETRIES + 1):
-        view = await status(client, code)
-        handle = client.get_workflow_handle(view.handled_by)
+        holder = await _holder(client, place, action)
+        handle = client.get_workflow_handle(holder)
         try:
             acknowledgement: Acknowledgement = await handle.execute_update(
                 action.value, step, result_type=Acknowledgement
@@ -225,8 +264,20 @@ async def act(client: Client, code: str, action: Action, step: Step) -> Acknowle
             raise ActionRefused(getattr(cause, "message", None) or str(cause)) from err
         except RPCError as err:
             # The workflow's last task failed and is being retried (a worker restart, an
-            # overloaded worker): the step can be taken in a moment.
-            if err.status is RPCStatusCode.FAILED_PRECONDITION and attempt < NOT_READY_RETRIES:
+            # overloaded worker), or the lane is about to start: the step can be taken in a
+            # moment.
+            if err.status is RPCStatusCode.NOT_FOUND:
+                if holder == code:
+                    raise
+                # No running lane: not yet started, or already finished.
+                view = await status(client, code)
+                if view.handled_by != holder:
+                    raise ActionRefused(
+                        f"{action.value} is not possible now: dossier {code} is "
+                        f"{view.status.value} at stage {view.stage.value}"
+                    ) from err
+            not_ready = err.status in (RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.NOT_FOUND)
+            if not_ready and attempt < NOT_READY_RETRIES:
                 await asyncio.sleep(0.2 * (attempt + 1))
                 continue
             # The lane finished between the status read and the update: the step is gone.

@@ -6,6 +6,7 @@ timeline, so writing step by step and rebuilding from Temporal give the same tab
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from schemas.actions import Action
 from schemas.dossier import DossierView, TimelineEntry
 from schemas.exchanges import ProjectionReceipt, ProjectionRecord
 from store import audit
+from store.db import writing
 from store.tables import audit_events, dossiers, tasks, webhook_subscriptions
 
 
@@ -138,3 +140,64 @@ async def replace_dossier(
     rows = task_rows(view.code, timeline)
     if rows:
         await conn.execute(tasks.insert(), rows)
+
+
+class GroupCommit:
+    """Steps of many dossiers written in one transaction. In a surge each step would
+    otherwise cost its own commit (an fsync, and on SQLite a turn at the one write lock)
+    while its workflow task waits; here the steps that arrive during a commit share the next
+    one. Each step still gets its own receipt, and a batch that fails is written again step
+    by step, so one bad step fails alone."""
+
+    def __init__(self, database_url: str, max_batch: int = 200) -> None:
+        self._url = database_url
+        self._max_batch = max_batch
+        self._queue: list[tuple[ProjectionRecord, asyncio.Future[ProjectionReceipt]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, record: ProjectionRecord) -> ProjectionReceipt:
+        future: asyncio.Future[ProjectionReceipt] = asyncio.get_running_loop().create_future()
+        self._queue.append((record, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch = self._queue[: self._max_batch]
+            del self._queue[: self._max_batch]
+            try:
+                async with writing(self._url) as conn:
+                    receipts = [await write(conn, record) for record, _ in batch]
+            except Exception:
+                for record, future in batch:
+                    await self._write_alone(record, future)
+                continue
+            for (_, future), receipt in zip(batch, receipts, strict=True):
+                if not future.done():  # a cancelled step was written all the same
+                    future.set_result(receipt)
+
+    async def _write_alone(
+        self, record: ProjectionRecord, future: asyncio.Future[ProjectionReceipt]
+    ) -> None:
+        try:
+            async with writing(self._url) as conn:
+                receipt = await write(conn, record)
+        except Exception as err:
+            if not future.done():
+                future.set_exception(err)
+            return
+        if not future.done():
+            future.set_result(receipt)
+
+
+_group_commits: dict[tuple[str, asyncio.AbstractEventLoop], GroupCommit] = {}
+
+
+def group_commit(database_url: str) -> GroupCommit:
+    """This event loop's group commit for the database."""
+    key = (database_url, asyncio.get_running_loop())
+    committer = _group_commits.get(key)
+    if committer is None:
+        committer = _group_commits[key] = GroupCommit(database_url)
+    return committer

@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.auth import Key, require_role, require_unit
-from api.deps import ApiContext, Context, DossierCode, not_found, visible_dossier
+from api.auth import Key, covers, require_role, require_unit
+from api.deps import ApiContext, Context, DossierCode, ask, not_found
 from api.problems import ProblemError, field_problem, problem_responses
 from schemas.actions import (
     Acknowledgement,
@@ -61,9 +61,11 @@ async def take_step(
             raise field_problem(
                 422, "invalid-request", f"officer.{name}", "must not contain control characters"
             )
-    await visible_dossier(ctx, key, code)
+    place = await ask(code, dossiers.whereabouts(ctx.temporal, code))
+    if not covers(key, (place.receiving_unit, place.competent_unit)):
+        raise not_found(code)
     try:
-        return await dossiers.act(ctx.temporal, code, action, step)
+        return await dossiers.act(ctx.temporal, code, action, step, place)
     except ActionRefused as err:
         raise ProblemError(409, "action-refused", str(err)) from err
     except RPCError as err:

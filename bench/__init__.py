@@ -1,0 +1,1 @@
+"""The surge benchmark: the engine against bare Temporal on the same server."""
