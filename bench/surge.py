@@ -43,7 +43,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from bench.baseline import BaselineDossier, BaselineLane, BaselinePlan, plan_from_histories
 from bench.baseline import queue_of as baseline_queue
@@ -440,28 +440,17 @@ async def run_baseline(
     in_flight: int,
     concurrency: int,
 ) -> tuple[list[str], float]:
-    """Start the baseline's dossiers (at most `in_flight` open) and play its officers."""
+    """Start the baseline's dossiers (at most `in_flight` open) and play its officers: they
+    find the lanes waiting for them in a list, as the engine's officers do in their inbox,
+    twice a second, and act at once."""
     origin = time.time()
     run = datetime.now(UTC).strftime("%H%M%S")
     submitted = [0]
-    open_now = [0]
     ids: list[str] = []
+    updates: dict[str, int] = {}  # lane workflow id -> the officers' steps it awaits
     gate = asyncio.Semaphore(in_flight)
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for index in range(len(kinds)):
-        queue.put_nowait(index)
-
-    async def step(workflow_id: str, updates: int) -> None:
-        handle = client.get_workflow_handle(workflow_id)
-        sent = 0
-        while sent < updates:
-            try:
-                await handle.execute_update(BaselineLane.step)
-                sent += 1
-            except RPCError as err:
-                if err.status is not RPCStatusCode.NOT_FOUND:
-                    raise
-                await asyncio.sleep(0.1)
+    next_index = [0]
+    stop = asyncio.Event()
 
     async def one(index: int) -> None:
         plan = plans[kinds[index]]
@@ -476,22 +465,44 @@ async def run_baseline(
         ids.append(workflow_id)
         submitted[0] += 1
         to_dossier, to_lane = plan.updates()
-        await step(f"{workflow_id}.lane", to_lane)
-        await step(workflow_id, to_dossier)
+        updates[f"{workflow_id}.lane"] = to_lane
+        for _ in range(to_dossier):
+            await handle.execute_update(BaselineDossier.step)
         await handle.result()
 
-    async def client_loop() -> None:
-        while not queue.empty():
-            index = queue.get_nowait()
+    async def counter_client() -> None:
+        while next_index[0] < len(kinds):
+            index = next_index[0]
+            next_index[0] += 1
             async with gate:
-                open_now[0] += 1
-                try:
-                    await one(index)
-                finally:
-                    open_now[0] -= 1
+                await one(index)
 
+    async def officers() -> None:
+        seen: set[str] = set()
+        pending: set[asyncio.Task[None]] = set()
+
+        async def act(workflow_id: str, count: int) -> None:
+            handle = client.get_workflow_handle(workflow_id)
+            for _ in range(count):
+                await handle.execute_update(BaselineLane.step)
+
+        query = "WorkflowType = 'BaselineLane' AND ExecutionStatus = 'Running'"
+        while not stop.is_set():
+            with contextlib.suppress(RPCError):
+                async for execution in client.list_workflows(query, page_size=1000):
+                    if execution.id not in seen:
+                        seen.add(execution.id)
+                        task = asyncio.create_task(act(execution.id, updates[execution.id]))
+                        pending.add(task)
+                        task.add_done_callback(pending.discard)
+            await asyncio.sleep(0.5)
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    desk = asyncio.create_task(officers())
     async with progress_of(client, "BaselineDossier", len(kinds), submitted, "baseline"):
-        await asyncio.gather(*(client_loop() for _ in range(max(concurrency, in_flight))))
+        await asyncio.gather(*(counter_client() for _ in range(concurrency)))
+    stop.set()
+    await desk
     return ids, origin
 
 
@@ -1023,7 +1034,7 @@ def start_profilers(
                     "--pid",
                     str(process.pid),
                     "--rate",
-                    "50",
+                    "25",
                     "--format",
                     "raw",
                     "--nonblocking",

@@ -71,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import lanes
 
 SYSTEM = "system"
+UPSERT_ONLY_CHANGES = "upsert-only-changes"
 INTAKE_CHANNEL_CODES = {"counter": 1, "online": 2, "post": 3}
 
 
@@ -502,13 +503,21 @@ class DossierWorkflow:
             )
 
     def _upsert_search_attributes(self) -> None:
-        updates: list[SearchAttributeUpdate[Any]] = [sa.STATUS.value_set(self._status.value)]
+        """Only what changed: each upsert is a visibility write on the server, and a step
+        that keeps the status (a claim, a warning already shown) needs none."""
+        current = workflow.info().typed_search_attributes
+        wanted: list[SearchAttributeUpdate[Any]] = [sa.STATUS.value_set(self._status.value)]
         if self._clock is not None:
-            updates += [
+            wanted += [
                 sa.DUE_AT.value_set(self._clock.due_at),
                 sa.OVERDUE.value_set(self._clock.overdue),
             ]
-        workflow.upsert_search_attributes(updates)
+        # Dossiers opened before this rule upserted at every step: they keep doing so.
+        if workflow.patched(UPSERT_ONLY_CHANGES):
+            wanted = [u for u in wanted if current.get(u.key) != u.value]
+            if not wanted:
+                return
+        workflow.upsert_search_attributes(wanted)
 
     # --- queries -------------------------------------------------------------------------------
     @property
