@@ -616,10 +616,10 @@ async def run_engine(
 
     async def counter_client() -> None:
         while next_index[0] < len(submissions):
-            while act and submitted[0] - closed_seen[0] >= in_flight:  # noqa: ASYNC110
-                await asyncio.sleep(0.2)  # the window reopens as the server closes dossiers
             index = next_index[0]
             next_index[0] += 1
+            while act and index - closed_seen[0] >= in_flight:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)  # the window reopens as the server closes dossiers
             if await driver.submit(run, index, submissions[index]) is not None:
                 submitted[0] += 1
 

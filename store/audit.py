@@ -81,6 +81,35 @@ def chain_hash(
     return digest("\x1f".join(fields))
 
 
+def new_event(
+    *,
+    dossier_code: str,
+    seq: int,
+    prev_hash: str,
+    event_key: str,
+    event_type: str,
+    actor: str,
+    at: datetime,
+    payload: str,
+) -> AuditEvent:
+    """The event after `prev_hash` in a dossier's chain."""
+    payload_digest = digest(payload)
+    return AuditEvent(
+        dossier_code=dossier_code,
+        seq=seq,
+        event_key=event_key,
+        event_type=event_type,
+        actor=actor,
+        at=at,
+        payload=payload,
+        payload_digest=payload_digest,
+        prev_hash=prev_hash,
+        hash=chain_hash(
+            prev_hash, dossier_code, seq, event_key, event_type, actor, at, payload_digest
+        ),
+    )
+
+
 async def append(
     conn: AsyncConnection,
     *,
@@ -111,20 +140,15 @@ async def append(
         )
     ).first()
     seq, prev_hash = (last.seq + 1, last.hash) if last is not None else (1, GENESIS)
-    payload_digest = digest(payload)
-    event = AuditEvent(
+    event = new_event(
         dossier_code=dossier_code,
         seq=seq,
+        prev_hash=prev_hash,
         event_key=event_key,
         event_type=event_type,
         actor=actor,
         at=at,
         payload=payload,
-        payload_digest=payload_digest,
-        prev_hash=prev_hash,
-        hash=chain_hash(
-            prev_hash, dossier_code, seq, event_key, event_type, actor, at, payload_digest
-        ),
     )
     # The primary key (dossier, seq) makes two concurrent writers collide instead of forking
     # the chain; the loser's transaction fails and its activity retries.

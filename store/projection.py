@@ -89,32 +89,94 @@ def task_rows(code: str, timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
 
 
 async def write(conn: AsyncConnection, record: ProjectionRecord) -> ProjectionReceipt:
-    entry = record.timeline[-1]
-    code = record.view.code
-    event = await audit.append(
-        conn,
-        dossier_code=code,
-        event_key=record.event_key,
-        event_type=record.event_type,
-        actor=entry.actor,
-        at=entry.at,
-        payload=audit.canonical(entry),
-    )
-    await replace_dossier(conn, record.view, record.timeline)
-    units = {record.view.receiving_unit, record.view.competent_unit}
-    subscribers = (
-        await conn.execute(
-            select(func.count())
-            .select_from(webhook_subscriptions)
-            .where(webhook_subscriptions.c.unit.in_(units), webhook_subscriptions.c.active)
+    [receipt] = await write_many(conn, [record])
+    return receipt
+
+
+async def write_many(
+    conn: AsyncConnection, records: list[ProjectionRecord]
+) -> list[ProjectionReceipt]:
+    """Steps of many dossiers (in each dossier's order) in a handful of statements: the audit
+    events chained on from each dossier's last one, then each dossier's row and tasks as its
+    latest step says. A step already written (a retry) keeps its first event."""
+    codes = sorted({r.view.code for r in records})
+    existing = {
+        (row.dossier_code, row.event_key): audit.AuditEvent.model_validate(row._asdict())
+        for row in await conn.execute(
+            select(audit_events).where(
+                audit_events.c.dossier_code.in_(codes),
+                audit_events.c.event_key.in_([r.event_key for r in records]),
+            )
         )
-    ).scalar_one()
-    return ProjectionReceipt(
-        event_key=record.event_key,
-        seq=event.seq,
-        payload_digest=event.payload_digest,
-        subscribers=int(subscribers),
+    }
+    last_seq = (
+        select(audit_events.c.dossier_code, func.max(audit_events.c.seq).label("seq"))
+        .where(audit_events.c.dossier_code.in_(codes))
+        .group_by(audit_events.c.dossier_code)
+        .subquery()
     )
+    heads: dict[str, tuple[int, str]] = {
+        row.dossier_code: (row.seq, row.hash)
+        for row in await conn.execute(
+            select(audit_events.c.dossier_code, audit_events.c.seq, audit_events.c.hash).join(
+                last_seq,
+                (audit_events.c.dossier_code == last_seq.c.dossier_code)
+                & (audit_events.c.seq == last_seq.c.seq),
+            )
+        )
+    }
+    events: list[audit.AuditEvent] = []
+    new_events: list[audit.AuditEvent] = []
+    for record in records:
+        code = record.view.code
+        event = existing.get((code, record.event_key))
+        if event is None:
+            entry = record.timeline[-1]
+            seq, prev_hash = heads.get(code, (0, audit.GENESIS))
+            event = audit.new_event(
+                dossier_code=code,
+                seq=seq + 1,
+                prev_hash=prev_hash,
+                event_key=record.event_key,
+                event_type=record.event_type,
+                actor=entry.actor,
+                at=entry.at,
+                payload=audit.canonical(entry),
+            )
+            heads[code] = (event.seq, event.hash)
+            existing[(code, record.event_key)] = event
+            new_events.append(event)
+        events.append(event)
+    # The primary key (dossier, seq) makes two concurrent writers collide instead of forking
+    # a chain; the loser's transaction fails and its steps are written again.
+    if new_events:
+        await conn.execute(audit_events.insert(), [e.model_dump() for e in new_events])
+
+    latest = {r.view.code: r for r in records}
+    await _replace_dossiers(
+        conn,
+        [(r.view, r.timeline, heads[code][0]) for code, r in latest.items() if code in heads],
+    )
+    units = sorted({u for r in records for u in (r.view.receiving_unit, r.view.competent_unit)})
+    watched: dict[str, int] = {
+        row.unit: int(row[1])
+        for row in await conn.execute(
+            select(webhook_subscriptions.c.unit, func.count().label("count"))
+            .where(webhook_subscriptions.c.unit.in_(units), webhook_subscriptions.c.active)
+            .group_by(webhook_subscriptions.c.unit)
+        )
+    }
+    return [
+        ProjectionReceipt(
+            event_key=record.event_key,
+            seq=event.seq,
+            payload_digest=event.payload_digest,
+            subscribers=sum(
+                watched.get(u, 0) for u in {record.view.receiving_unit, record.view.competent_unit}
+            ),
+        )
+        for record, event in zip(records, events, strict=True)
+    ]
 
 
 async def replace_dossier(
@@ -128,18 +190,33 @@ async def replace_dossier(
             )
         )
     ).scalar_one()
-    values = dossier_values(view, int(last_seq), timeline[-1].at if timeline else view.received_at)
+    await _replace_dossiers(conn, [(view, timeline, int(last_seq))])
+
+
+async def _replace_dossiers(
+    conn: AsyncConnection, dossier_states: list[tuple[DossierView, list[TimelineEntry], int]]
+) -> None:
+    if not dossier_states:
+        return
+    rows = [
+        dossier_values(view, last_seq, timeline[-1].at if timeline else view.received_at)
+        for view, timeline, last_seq in dossier_states
+    ]
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(dossiers)
     await conn.execute(
-        insert.values(**values).on_conflict_do_update(
+        insert.on_conflict_do_update(
             index_elements=[dossiers.c.code],
-            set_={k: v for k, v in values.items() if k != "code"},
-        )
+            set_={name: insert.excluded[name] for name in rows[0] if name != "code"},
+        ),
+        rows,
     )
-    await conn.execute(delete(tasks).where(tasks.c.dossier_code == view.code))
-    rows = task_rows(view.code, timeline)
-    if rows:
-        await conn.execute(tasks.insert(), rows)
+    codes = [view.code for view, _, _ in dossier_states]
+    await conn.execute(delete(tasks).where(tasks.c.dossier_code.in_(codes)))
+    task_list = [
+        row for view, timeline, _ in dossier_states for row in task_rows(view.code, timeline)
+    ]
+    if task_list:
+        await conn.execute(tasks.insert(), task_list)
 
 
 class GroupCommit:
@@ -168,7 +245,7 @@ class GroupCommit:
             del self._queue[: self._max_batch]
             try:
                 async with writing(self._url) as conn:
-                    receipts = [await write(conn, record) for record, _ in batch]
+                    receipts = await write_many(conn, [record for record, _ in batch])
             except Exception:
                 for record, future in batch:
                     await self._write_alone(record, future)
