@@ -94,7 +94,7 @@ async def embedded(
                 }
             )
             await prepare_database(config.database_url)
-            async with new_http_client() as http:
+            async with new_http_client(config.registry_urls.values()) as http:
                 workers = build_workers(env.client, config, queues, http)
                 runs = [asyncio.create_task(w.run()) for w in workers]
                 try:

@@ -209,7 +209,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with new_http_client() as http:
+    async with new_http_client(config.registry_urls.values()) as http:
         workers = build_workers(
             client,
             config,

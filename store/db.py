@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TypeVar
 
-from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 metadata = MetaData()
 
+T = TypeVar("T")
 _engines: dict[str, AsyncEngine] = {}
+_thread_engines: dict[str, Engine] = {}
 
 
 def engine_for(url: str, *, writer: bool = False) -> AsyncEngine:
@@ -51,9 +54,47 @@ async def writing(url: str) -> AsyncIterator[AsyncConnection]:
         async with engine.begin() as conn:
             yield conn
         return
-    lock = _sqlite_write_locks.setdefault((url, asyncio.get_running_loop()), asyncio.Lock())
-    async with lock, engine.begin() as conn:
+    async with _write_turn(url), engine.begin() as conn:
         yield conn
+
+
+async def run_write(url: str, write: Callable[[Connection], T]) -> T:
+    """Run `write` in one write transaction. On SQLite the whole transaction runs in a thread,
+    after this process's other writers: nothing else of the event loop runs while it holds
+    the database's one write lock, so the API's writers wait milliseconds, not seconds."""
+    thread_engine = _sqlite_thread_engine(url)
+    if thread_engine is None:
+        async with writing(url) as conn:
+            return await conn.run_sync(write)
+    async with _write_turn(url):
+        return await asyncio.to_thread(_in_transaction, thread_engine, write)
+
+
+def _in_transaction(engine: Engine, write: Callable[[Connection], T]) -> T:
+    with engine.begin() as conn:
+        return write(conn)
+
+
+def _sqlite_thread_engine(url: str) -> Engine | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    engine = _thread_engines.get(url)
+    if engine is None:
+        engine = create_engine(
+            parsed.set(drivername="sqlite"),
+            # One transaction at a time (the write turn), each in whichever thread runs it.
+            connect_args={"timeout": 30, "check_same_thread": False},
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_own_transactions)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+        _thread_engines[url] = engine
+    return engine
+
+
+def _write_turn(url: str) -> asyncio.Lock:
+    return _sqlite_write_locks.setdefault((url, asyncio.get_running_loop()), asyncio.Lock())
 
 
 _sqlite_write_locks: dict[tuple[str, asyncio.AbstractEventLoop], asyncio.Lock] = {}
@@ -79,3 +120,6 @@ async def dispose_all() -> None:
     for engine in _engines.values():
         await engine.dispose()
     _engines.clear()
+    for thread_engine in _thread_engines.values():
+        thread_engine.dispose()
+    _thread_engines.clear()

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from schemas.actions import Action
 from schemas.dossier import DossierView, TimelineEntry
 from schemas.exchanges import ProjectionReceipt, ProjectionRecord
 from store import audit
-from store.db import writing
+from store.db import run_write
 from store.tables import audit_events, dossiers, tasks, webhook_subscriptions
 
 
@@ -89,20 +91,18 @@ def task_rows(code: str, timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
 
 
 async def write(conn: AsyncConnection, record: ProjectionRecord) -> ProjectionReceipt:
-    [receipt] = await write_many(conn, [record])
+    [receipt] = await conn.run_sync(write_many, [record])
     return receipt
 
 
-async def write_many(
-    conn: AsyncConnection, records: list[ProjectionRecord]
-) -> list[ProjectionReceipt]:
+def write_many(conn: Connection, records: list[ProjectionRecord]) -> list[ProjectionReceipt]:
     """Steps of many dossiers (in each dossier's order) in a handful of statements: the audit
     events chained on from each dossier's last one, then each dossier's row and tasks as its
     latest step says. A step already written (a retry) keeps its first event."""
     codes = sorted({r.view.code for r in records})
     existing = {
         (row.dossier_code, row.event_key): audit.AuditEvent.model_validate(row._asdict())
-        for row in await conn.execute(
+        for row in conn.execute(
             select(audit_events).where(
                 audit_events.c.dossier_code.in_(codes),
                 audit_events.c.event_key.in_([r.event_key for r in records]),
@@ -117,7 +117,7 @@ async def write_many(
     )
     heads: dict[str, tuple[int, str]] = {
         row.dossier_code: (row.seq, row.hash)
-        for row in await conn.execute(
+        for row in conn.execute(
             select(audit_events.c.dossier_code, audit_events.c.seq, audit_events.c.hash).join(
                 last_seq,
                 (audit_events.c.dossier_code == last_seq.c.dossier_code)
@@ -150,17 +150,17 @@ async def write_many(
     # The primary key (dossier, seq) makes two concurrent writers collide instead of forking
     # a chain; the loser's transaction fails and its steps are written again.
     if new_events:
-        await conn.execute(audit_events.insert(), [e.model_dump() for e in new_events])
+        conn.execute(audit_events.insert(), [e.model_dump() for e in new_events])
 
     latest = {r.view.code: r for r in records}
-    await _replace_dossiers(
+    _replace_dossiers(
         conn,
         [(r.view, r.timeline, heads[code][0]) for code, r in latest.items() if code in heads],
     )
     units = sorted({u for r in records for u in (r.view.receiving_unit, r.view.competent_unit)})
     watched: dict[str, int] = {
         row.unit: int(row[1])
-        for row in await conn.execute(
+        for row in conn.execute(
             select(webhook_subscriptions.c.unit, func.count().label("count"))
             .where(webhook_subscriptions.c.unit.in_(units), webhook_subscriptions.c.active)
             .group_by(webhook_subscriptions.c.unit)
@@ -190,11 +190,11 @@ async def replace_dossier(
             )
         )
     ).scalar_one()
-    await _replace_dossiers(conn, [(view, timeline, int(last_seq))])
+    await conn.run_sync(_replace_dossiers, [(view, timeline, int(last_seq))])
 
 
-async def _replace_dossiers(
-    conn: AsyncConnection, dossier_states: list[tuple[DossierView, list[TimelineEntry], int]]
+def _replace_dossiers(
+    conn: Connection, dossier_states: list[tuple[DossierView, list[TimelineEntry], int]]
 ) -> None:
     if not dossier_states:
         return
@@ -203,7 +203,7 @@ async def _replace_dossiers(
         for view, timeline, last_seq in dossier_states
     ]
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(dossiers)
-    await conn.execute(
+    conn.execute(
         insert.on_conflict_do_update(
             index_elements=[dossiers.c.code],
             set_={name: insert.excluded[name] for name in rows[0] if name != "code"},
@@ -211,12 +211,12 @@ async def _replace_dossiers(
         rows,
     )
     codes = [view.code for view, _, _ in dossier_states]
-    await conn.execute(delete(tasks).where(tasks.c.dossier_code.in_(codes)))
+    conn.execute(delete(tasks).where(tasks.c.dossier_code.in_(codes)))
     task_list = [
         row for view, timeline, _ in dossier_states for row in task_rows(view.code, timeline)
     ]
     if task_list:
-        await conn.execute(tasks.insert(), task_list)
+        conn.execute(tasks.insert(), task_list)
 
 
 class GroupCommit:
@@ -243,9 +243,9 @@ class GroupCommit:
         while self._queue:
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
+            records = [record for record, _ in batch]
             try:
-                async with writing(self._url) as conn:
-                    receipts = await write_many(conn, [record for record, _ in batch])
+                receipts = await run_write(self._url, partial(write_many, records=records))
             except Exception:
                 for record, future in batch:
                     await self._write_alone(record, future)
@@ -258,8 +258,7 @@ class GroupCommit:
         self, record: ProjectionRecord, future: asyncio.Future[ProjectionReceipt]
     ) -> None:
         try:
-            async with writing(self._url) as conn:
-                receipt = await write(conn, record)
+            [receipt] = await run_write(self._url, partial(write_many, records=[record]))
         except Exception as err:
             if not future.done():
                 future.set_exception(err)

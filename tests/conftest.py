@@ -114,7 +114,7 @@ async def stack(data_dir: Path, simulators: SimulatorsProcess) -> AsyncIterator[
     env = await _environment(
         runtime_with_metrics(metrics_port), project_converter(data_dir), data_dir
     )
-    async with new_http_client() as http:
+    async with new_http_client(config.registry_urls.values()) as http:
         workers = build_workers(env.client, config, lanes.ALL_QUEUES, http)
         runs = [asyncio.create_task(w.run()) for w in workers]
         try:
