@@ -754,6 +754,9 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=400, help="open dossiers at most")
     parser.add_argument("--sim-latency-ms", type=int, default=5)
     parser.add_argument("--max-cached-workflows", type=int, default=1000)
+    parser.add_argument(
+        "--baseline-dossiers", type=int, default=0, help="baseline size (default: --dossiers)"
+    )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument(
         "--open", type=int, default=0, help="file this many and leave them open instead"
@@ -940,10 +943,15 @@ async def run_all(
                 base_client,
                 [baseline_queue(q) for q in lanes.WORKFLOW_LANES] + ["bench.activities"],
             )
-            console.print(f"baseline: {len(kinds)} workflows shaped like the dossiers")
+            base_kinds = kinds[: args.baseline_dossiers] if args.baseline_dossiers else kinds
+            console.print(f"baseline: {len(base_kinds)} workflows shaped like the dossiers")
             cpu_before = cpu_seconds(processes)
             ids, origin = await run_baseline(
-                base_client, plans, kinds, in_flight=args.in_flight, concurrency=args.concurrency
+                base_client,
+                plans,
+                base_kinds,
+                in_flight=args.in_flight,
+                concurrency=args.concurrency,
             )
             baseline_cpu = cpu_between(cpu_before, cpu_seconds(processes))
             baseline_closed = await closed_workflows(base_client, "BaselineDossier", origin)
@@ -951,7 +959,7 @@ async def run_all(
             tasks = await tasks_per_workflow(
                 base_client, [*sample, *(f"{i}.lane" for i in sample)], len(sample)
             )
-            baseline = phase_figures(baseline_closed, len(kinds), tasks)
+            baseline = phase_figures(baseline_closed, len(base_kinds), tasks)
             report["baseline"] = baseline.model_dump()
             report["baseline"]["cpu_seconds"] = baseline_cpu
             report["baseline"]["worker_peak_rss_mb"] = {
