@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import distinct, func, select
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -59,7 +60,9 @@ from simulators.process import free_ports, running_simulators
 from simulators.seed import sample_citizens, sample_civil_packages
 from stack import start_dev_server
 from store import api_keys
+from store.db import engine_for
 from store.startup import prepare_database
+from store.tables import tasks
 from workflows import search_attributes as sa
 
 console = Console(stderr=True)
@@ -608,7 +611,10 @@ async def run_engine(
     in_flight: int,
     concurrency: int,
     act: bool = True,
+    settled: Callable[[], Awaitable[int]] | None = None,
 ) -> float:
+    """File the dossiers, at most `in_flight` ahead of the settled ones (closed, or with
+    `settled` given, whatever it counts), and play the officers when `act`."""
     origin = time.time()
     run = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     submitted = [0]
@@ -621,7 +627,7 @@ async def run_engine(
         while next_index[0] < len(submissions):
             index = next_index[0]
             next_index[0] += 1
-            while act and index - closed_seen[0] >= in_flight:  # noqa: ASYNC110
+            while index - closed_seen[0] >= in_flight:  # noqa: ASYNC110
                 await asyncio.sleep(0.2)  # the window reopens as the server closes dossiers
             if await driver.submit(run, index, submissions[index]) is not None:
                 submitted[0] += 1
@@ -629,7 +635,11 @@ async def run_engine(
     async def watch_closed() -> None:
         while not stop.is_set():
             with contextlib.suppress(RPCError):
-                closed_seen[0] = (await client.count_workflows(query)).count - baseline_closed
+                if settled is not None:
+                    closed_seen[0] = await settled()
+                else:
+                    count = (await client.count_workflows(query)).count
+                    closed_seen[0] = count - baseline_closed
             await asyncio.sleep(0.5)
 
     baseline_closed = (await client.count_workflows(query)).count
@@ -897,7 +907,16 @@ async def run_all(
     async with api:
         if args.open:
             return await open_dossiers(
-                args, client, processes, names, driver, bodies, desks, report, out
+                args,
+                client,
+                processes,
+                names,
+                driver,
+                bodies,
+                desks,
+                report,
+                out,
+                processes.env["DATABASE_URL"],
             )
         # One dossier of each kind, through the whole engine: warms it up and gives the plan.
         console.print("warm-up: one dossier of each kind")
@@ -1084,22 +1103,39 @@ async def open_dossiers(
     desks: set[tuple[str, str]],
     report: dict[str, Any],
     out: Path,
+    database_url: str,
 ) -> int:
     """File them all; nobody acts. Then the memory of the workers and the inbox's latency."""
+    engine = engine_for(database_url)
+
+    async def awaiting_officers() -> int:
+        # Dossiers with a task in an inbox: read straight from the read model's table.
+        async with engine.connect() as conn:
+            statement = select(func.count(distinct(tasks.c.dossier_code))).where(
+                tasks.c.done_at.is_(None)
+            )
+            return int((await conn.execute(statement)).scalar_one())
+
+    already = await awaiting_officers()
+
+    async def settled() -> int:
+        return await awaiting_officers() - already
+
     with memory_sampler(processes, names) as rss:
         await run_engine(
             client,
             driver,
             bodies,
             desks,
-            in_flight=len(bodies),
+            in_flight=args.in_flight,
             concurrency=args.concurrency,
             act=False,
+            settled=settled,
         )
         # Until every dossier has reached its first officer's step.
         deadline = time.monotonic() + 3600
         while True:
-            waiting = await awaiting_officers(client)
+            waiting = await settled()
             console.print(f"open dossiers awaiting an officer: {waiting}/{len(bodies)}")
             if waiting >= len(bodies) or time.monotonic() > deadline:
                 break
@@ -1126,14 +1162,6 @@ async def open_dossiers(
     (out / "open.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print_summary(report, out)
     return 0
-
-
-async def awaiting_officers(client: Client) -> int:
-    query = (
-        "WorkflowType = 'Dossier' AND ExecutionStatus = 'Running' "
-        "AND DossierStatus = 'in_processing'"
-    )
-    return (await client.count_workflows(query)).count
 
 
 async def inbox_latency(driver: EngineDriver, desks: set[tuple[str, str]]) -> dict[str, Any]:
