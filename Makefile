@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv run test lint demo worker simulators clean
+.PHONY: venv run test lint demo bench worker simulators clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ lint: venv
 
 demo: venv
 	$(BIN)/python starter.py demo --count 30
+
+# The surge benchmark of the README; BENCH_ARGS="--open 10000" for many open dossiers.
+BENCH_ARGS ?= --dossiers 5000 --baseline-dossiers 2000 --in-flight 200
+bench: venv
+	$(BIN)/python -m bench.surge $(BENCH_ARGS)
 
 worker: venv
 	$(BIN)/python worker.py --queues all
