@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated
@@ -243,5 +245,21 @@ def kpi_inbox(
     _show(rows, as_json, f"inbox of {unit}")
 
 
+def run() -> None:
+    try:
+        app()
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        if done.code is not None and not isinstance(done.code, int):
+            print(done.code, file=sys.stderr)
+    else:
+        code = 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The Temporal runtime's threads can outlive the interpreter's shutdown and abort it
+    # (SIGABRT) after the work is done: leave at once, with the command's own exit code.
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    run()

@@ -230,7 +230,9 @@ class DossierWorkflow:
                 action=Action.HAND_OVER.value,
                 role=Role.COUNTER_OFFICER.value,
                 unit=filing.receiving_unit.code,
-                since=workflow.now(),
+                # Since the result reached the receiving unit: the lane's decision time, the
+                # same however the workflow task that records it is replayed.
+                since=lane.decided_at,
             )
         ]
         ready = (
