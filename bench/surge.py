@@ -335,6 +335,14 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
+def latency(milliseconds: Sequence[float]) -> dict[str, float]:
+    return {
+        "requests": len(milliseconds),
+        "p50": round(percentile(milliseconds, 50), 1),
+        "p99": round(percentile(milliseconds, 99), 1),
+    }
+
+
 async def closed_workflows(client: Client, workflow_type: str, origin: float) -> list[Closed]:
     """Every completed workflow of the type, from the server's own start and close times."""
     closed: list[Closed] = []
@@ -1029,14 +1037,9 @@ async def run_all(
         report["engine"]["worker_peak_rss_mb"] = {n: round(max(rss[n], 0) / 1024, 1) for n in names}
         report["engine"]["intake_api_ms"] = {
             "clients": args.concurrency,
-            "requests": len(driver.intake_ms),
-            "p50": round(percentile(driver.intake_ms, 50), 1),
-            "p99": round(percentile(driver.intake_ms, 99), 1),
+            **latency(driver.intake_ms),
         }
-        report["engine"]["inbox_api_ms"] = {
-            "p50": round(percentile(driver.inbox_ms, 50), 1),
-            "p99": round(percentile(driver.inbox_ms, 99), 1),
-        }
+        report["engine"]["inbox_api_ms"] = latency(driver.inbox_ms)
         report["engine"]["officer_actions"] = dict(driver.actions)
         report["engine"]["failures"] = dict(driver.failures)
         report["simulators"] = await simulator_stats(sim_urls)
@@ -1167,12 +1170,7 @@ async def open_dossiers(
         "worker_peak_rss_mb": {n: round(rss[n] / 1024, 1) for n in names},
         "worker_rss_now_mb": {n: round(processes.rss_kb(n) / 1024, 1) for n in names},
         "inbox_api_ms": inbox,
-        "intake_api_ms": {
-            "clients": args.concurrency,
-            "requests": len(driver.intake_ms),
-            "p50": round(percentile(driver.intake_ms, 50), 1),
-            "p99": round(percentile(driver.intake_ms, 99), 1),
-        },
+        "intake_api_ms": {"clients": args.concurrency, **latency(driver.intake_ms)},
         "failures": dict(driver.failures),
     }
     (out / "open.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
@@ -1193,11 +1191,7 @@ async def inbox_latency(driver: EngineDriver, desks: set[tuple[str, str]]) -> di
             )
             timings.append((time.perf_counter() - started) * 1000)
             items = len(reply.json()["items"])
-        figures[f"{unit}/{role}"] = {
-            "items": items,
-            "p50": round(percentile(timings, 50), 1),
-            "p99": round(percentile(timings, 99), 1),
-        }
+        figures[f"{unit}/{role}"] = {"items": items, **latency(timings)}
     return figures
 
 
