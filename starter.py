@@ -53,6 +53,7 @@ from schemas.dossier import (
 )
 from services import dossiers
 from simulators.seed import (
+    SeedCitizen,
     sample_citizens,
     sample_civil_packages,
     sample_enterprises,
@@ -75,6 +76,17 @@ def demo_procedures(catalogue: Catalogue) -> list[Procedure]:
         for group in (ward, cert, city):
             mix.append(group[i % len(group)])
     return mix
+
+
+def applicant_of(citizen: SeedCitizen) -> Applicant:
+    """A seeded citizen as the applicant of a dossier."""
+    return Applicant(
+        citizen_id=citizen.citizen_id,
+        full_name=citizen.full_name,
+        date_of_birth=citizen.date_of_birth,
+        phone=citizen.phone,
+        address=citizen.address,
+    )
 
 
 def sample_submission(index: int, catalogue: Catalogue) -> DossierSubmission:
@@ -100,13 +112,7 @@ def sample_submission(index: int, catalogue: Catalogue) -> DossierSubmission:
         competent_unit=competent,
         intake_channel=IntakeChannel.ONLINE if index % 7 == 3 else IntakeChannel.COUNTER,
         delivery_channel=channels[index % len(channels)],
-        applicant=Applicant(
-            citizen_id=citizen.citizen_id,
-            full_name=citizen.full_name,
-            date_of_birth=citizen.date_of_birth,
-            phone=citizen.phone,
-            address=citizen.address,
-        ),
+        applicant=applicant_of(citizen),
         documents=[
             SubmittedDocument(kind=d.kind, title=d.name, pages=1 + (index + n) % 3)
             for n, d in enumerate(procedure.required_documents)

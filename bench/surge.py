@@ -54,11 +54,12 @@ from domain import lanes
 from domain.catalogue import Catalogue, default_catalogue
 from domain.statuses import Role
 from schemas.catalogue import DeliveryChannel, Registry
-from schemas.dossier import Applicant, DossierSubmission, SubmittedDocument
+from schemas.dossier import DossierSubmission, SubmittedDocument
 from services.dossiers import prepare_filing
 from simulators.process import free_ports, running_simulators
 from simulators.seed import sample_citizens, sample_civil_packages
 from stack import start_dev_server
+from starter import applicant_of
 from store import api_keys
 from store.db import engine_for
 from store.startup import prepare_database
@@ -155,13 +156,7 @@ def submission(kind: str, index: int, ward: str, catalogue: Catalogue) -> Dossie
         procedure_code=procedure.code,
         receiving_unit=ward,
         delivery_channel=channel,
-        applicant=Applicant(
-            citizen_id=citizen.citizen_id,
-            full_name=citizen.full_name,
-            date_of_birth=citizen.date_of_birth,
-            phone=citizen.phone,
-            address=citizen.address,
-        ),
+        applicant=applicant_of(citizen),
         documents=[
             SubmittedDocument(kind=d.kind, title=d.name, pages=2)
             for d in procedure.required_documents
