@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv run test lint demo bench worker simulators clean
+.PHONY: venv run test test-instants lint demo bench worker simulators clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,15 @@ run: venv  ## the embedded stack in the foreground: server + UI, simulators, wor
 
 test: venv  ## the whole suite on a real Temporal dev server, simulators and database
 	$(BIN)/python -m pytest
+
+# The clock and lifecycle tests with their dossiers received at instants where a clock that
+# read the present would go wrong (README, Tests).
+INSTANTS ?= friday-21h sunday-10h working-day-16h59 tet-eve makeup-saturday
+test-instants: venv
+	for at in $(INSTANTS); do \
+		ENGINE_TEST_START_AT=$$at $(BIN)/python -m pytest -q tests/test_legal_clock.py \
+			tests/test_lifecycle.py || exit 1; \
+	done
 
 lint: venv
 	$(BIN)/ruff check .

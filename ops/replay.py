@@ -33,6 +33,7 @@ import typer
 from pydantic import BaseModel, ConfigDict
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
@@ -160,6 +161,8 @@ class ReplayOutcome(BaseModel):
     run_id: str
     workflow_type: str
     ok: bool
+    # False for a run with no completed workflow task yet: there is nothing to check.
+    replayed: bool = True
     error_type: str | None = None
     error: str | None = None
 
@@ -194,13 +197,18 @@ async def replay(
         workflows=list(workflows), data_converter=converter_, workflow_runner=sandbox_runner()
     )
     seen: list[tuple[SourcedHistory, Exception | None]] = []
+    empty: set[str] = set()
 
     async def feed() -> AsyncIterator[WorkflowHistory]:
         async for item in _aiter(histories):
-            unreadable = await _undecodable(item.history, converter_)
-            seen.append((item, unreadable))
-            if unreadable is None:
-                yield item.history
+            if not has_completed_task(item.history):
+                empty.add(item.history.run_id)
+                seen.append((item, None))
+            else:
+                unreadable = await _undecodable(item.history, converter_)
+                seen.append((item, unreadable))
+                if unreadable is None:
+                    yield item.history
             # The replayer asks for the next history once it has replayed this one.
             if progress is not None:
                 progress(item)
@@ -208,13 +216,23 @@ async def replay(
     results = await replayer.replay_workflows(feed(), raise_on_replay_failure=False)
     failures = results.replay_failures
     outcomes = [
-        _outcome(item, unreadable or failures.get(item.history.run_id)) for item, unreadable in seen
+        _outcome(item, unreadable or failures.get(item.history.run_id)).model_copy(
+            update={"replayed": item.history.run_id not in empty}
+        )
+        for item, unreadable in seen
     ]
     return ReplayReport(
         histories=len(outcomes),
         broken=sum(1 for o in outcomes if not o.ok),
         results=outcomes,
     )
+
+
+def has_completed_task(history: WorkflowHistory) -> bool:
+    """Replay checks the commands of completed workflow tasks. A run that has none (just
+    started, or its start still delayed) has nothing to check, and the SDK's replayer would
+    wait for one forever."""
+    return any(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in history.events)
 
 
 async def _undecodable(history: WorkflowHistory, data_converter: DataConverter) -> Exception | None:
@@ -323,7 +341,7 @@ def replay_cli(
         typer.echo(json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
         for outcome in report.results:
-            mark = "ok" if outcome.ok else "BROKEN"
+            mark = "BROKEN" if not outcome.ok else "ok" if outcome.replayed else "empty"
             line = f"{mark:<7}{outcome.workflow_type:<14}{outcome.workflow_id}  ({outcome.source})"
             console.print(line, markup=False, highlight=False, soft_wrap=True)
             if not outcome.ok:

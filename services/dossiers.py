@@ -120,10 +120,12 @@ async def submit(
     catalogue: Catalogue,
     database_url: str,
     idempotency: IdempotencyKey | None = None,
+    now: datetime | None = None,
 ) -> Receipt:
     """File a dossier: code, appointment, workflow started. With an idempotency key, a retry
-    returns the first answer and never starts a second workflow."""
-    now = datetime.now(HANOI)
+    returns the first answer and never starts a second workflow. `now` is the counter's
+    present (the real one unless stated)."""
+    now = now or datetime.now(HANOI)
     filing = prepare_filing(submission, catalogue, now)
     receipt_day = filing.received_at.date()
     agency = filing.receiving_unit.agency_code

@@ -16,7 +16,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,24 +25,20 @@ from temporalio.converter import DataConverter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
-from temporalio.worker import Replayer
 
 from activities.http import new_http_client
 from codec import generate_key, project_converter
 from config import Settings, load_settings
 from domain import lanes
 from metrics import runtime_with_metrics
+from ops.replay import SourcedHistory, replay
 from simulators.process import SimulatorsProcess, free_ports, running_simulators
 from stack import start_dev_server, temporal_cli
 from store.db import dispose_all
 from store.startup import prepare_database
-from worker import build_workers, sandbox_runner, warm_up
+from tests.instants import START_AT, ArriveAtScenarioInstant, scenario_start
+from worker import build_workers, warm_up
 from workflows import search_attributes as sa
-from workflows.certification import CertificationWorkflow
-from workflows.dossier import DossierWorkflow
-from workflows.processing import ProcessingWorkflow
-
-WORKFLOWS = [DossierWorkflow, ProcessingWorkflow, CertificationWorkflow]
 
 # One payload key for the session, inherited by the commands the tests run (ops, starter), as
 # a deployment shares PAYLOAD_KEYS between its workers, API and tools.
@@ -56,6 +52,9 @@ class EngineStack:
     settings: Settings
     simulators: SimulatorsProcess
     metrics_url: str
+    # The instant the tests' dossiers are received at (tests/instants.py); None without time
+    # skipping, where they are received at the real present.
+    start_at: datetime | None
     started: list[str] = field(default_factory=list)
 
     @property
@@ -114,22 +113,57 @@ async def stack(data_dir: Path, simulators: SimulatorsProcess) -> AsyncIterator[
     env = await _environment(
         runtime_with_metrics(metrics_port), project_converter(data_dir), data_dir
     )
+    client = env.client
+    start_at: datetime | None = None
+    if env.supports_time_skipping_v2:
+        start_at = scenario_start(datetime.now(UTC))
+        options = client.config()
+        options["interceptors"] = [*options["interceptors"], ArriveAtScenarioInstant()]
+        client = Client(**options)
     async with new_http_client(config.registry_urls.values()) as http:
-        workers = build_workers(env.client, config, lanes.ALL_QUEUES, http)
+        workers = build_workers(client, config, lanes.ALL_QUEUES, http)
         runs = [asyncio.create_task(w.run()) for w in workers]
         try:
             yield EngineStack(
                 env=env,
-                client=env.client,
+                client=client,
                 settings=config,
                 simulators=simulators,
                 metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+                start_at=start_at,
             )
         finally:
             await asyncio.gather(*(w.shutdown() for w in workers))
             await asyncio.gather(*runs, return_exceptions=True)
             await env.shutdown()
             await dispose_all()
+
+
+REPLAY_LIMIT = 120  # seconds for the replay of one test's histories
+
+
+async def assert_replays(client: Client, codes: list[str], source: str) -> None:
+    """Every history of these dossiers (each lane too) replays on the current workflow code."""
+    histories: list[SourcedHistory] = []
+    for code in codes:
+        for suffix in ("", *lanes.LANE_WORKFLOW_SUFFIXES):
+            handle = client.get_workflow_handle(code + suffix)
+            try:
+                # Bounded: a server call that never answers must fail the test, not hang CI.
+                history = await handle.fetch_history(rpc_timeout=timedelta(seconds=30))
+            except RPCError as err:
+                if err.status is RPCStatusCode.NOT_FOUND:
+                    continue  # this dossier had no such lane
+                raise
+            histories.append(SourcedHistory(source=source, history=history))
+    # A replay that does not finish is abandoned, not cancelled: the SDK's replayer waits for
+    # its worker to stop when cancelled, and a stuck worker never does.
+    replaying = asyncio.ensure_future(replay(histories, data_converter=client.data_converter))
+    done, _ = await asyncio.wait({replaying}, timeout=REPLAY_LIMIT)
+    if not done:
+        pytest.fail(f"the replay of {[h.history.workflow_id for h in histories]} did not finish")
+    broken = [r for r in replaying.result().results if not r.ok]
+    assert not broken, "\n".join(f"{r.workflow_id}: {r.error_type}: {r.error}" for r in broken)
 
 
 @pytest.fixture(autouse=True)
@@ -140,20 +174,10 @@ async def replay_histories(request: pytest.FixtureRequest) -> AsyncIterator[None
     if "stack" not in request.fixturenames:
         return
     stack: EngineStack = request.getfixturevalue("stack")
-    replayer = Replayer(
-        workflows=WORKFLOWS,
-        data_converter=stack.client.data_converter,
-        workflow_runner=sandbox_runner(),
-    )
     codes, stack.started[:] = list(stack.started), []
-    for code in codes:
-        for suffix in ("", *lanes.LANE_WORKFLOW_SUFFIXES):
-            handle = stack.client.get_workflow_handle(code + suffix)
-            try:
-                # Bounded: a server call that never answers must fail the test, not hang CI.
-                history = await handle.fetch_history(rpc_timeout=timedelta(seconds=30))
-            except RPCError as err:
-                if err.status is RPCStatusCode.NOT_FOUND:
-                    continue  # this dossier had no such lane
-                raise
-            await asyncio.wait_for(replayer.replay_workflow(history), timeout=60)
+    await assert_replays(stack.client, codes, request.node.name)
+
+
+def pytest_report_header() -> str:
+    start = scenario_start(datetime.now(UTC))
+    return f"dossiers received at: {start.isoformat()} ({os.environ.get(START_AT) or 'default'})"

@@ -25,6 +25,7 @@ from schemas.lanes import DossierResult
 from services import dossiers
 from simulators.seed import sample_citizens
 from tests.conftest import EngineStack
+from tests.instants import ARRIVAL, Arrival
 
 
 def officer(role: Role, unit: str, number: int = 1) -> Officer:
@@ -76,10 +77,30 @@ def submission(
 
 
 async def submit(stack: EngineStack, sub: DossierSubmission) -> str:
-    receipt = await dossiers.submit(
-        stack.client, sub, default_catalogue(), stack.settings.database_url
-    )
+    """File at the counter at the scenario's instant (see tests/instants.py): the dossier's
+    clock reads that instant, whatever the real hour."""
+    if stack.start_at is None:  # no time skipping: the real present
+        receipt = await dossiers.submit(
+            stack.client, sub, default_catalogue(), stack.settings.database_url
+        )
+        stack.started.append(receipt.code)
+        return receipt.code
+    arrival = Arrival(at=stack.start_at)
+    token = ARRIVAL.set(arrival)
+    try:
+        receipt = await dossiers.submit(
+            stack.client,
+            sub,
+            default_catalogue(),
+            stack.settings.database_url,
+            now=stack.start_at,
+        )
+    finally:
+        ARRIVAL.reset(token)
     stack.started.append(receipt.code)
+    assert arrival.delay is not None and arrival.workflow_id == receipt.code
+    handle = stack.client.get_workflow_handle(receipt.code)
+    assert await stack.env.fast_forward(handle, arrival.delay)
     return receipt.code
 
 

@@ -5,7 +5,7 @@ late gets one apology slip with one new appointment, then counts as late."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -47,7 +47,9 @@ def entry(entries: list[TimelineEntry], step: str) -> TimelineEntry:
     return found
 
 
-async def supplement_round(stack: EngineStack, code: str, unit: str, wait: timedelta) -> None:
+async def supplement_round(stack: EngineStack, code: str, unit: str, working_seconds: int) -> None:
+    """A supplement requested now and handed in once `working_seconds` of working time have
+    passed: a span of the calendar, so it holds working time whatever the hour of request."""
     await act(
         stack,
         code,
@@ -58,7 +60,9 @@ async def supplement_round(stack: EngineStack, code: str, unit: str, wait: timed
     assert waiting.status is DossierStatus.SUPPLEMENT_REQUESTED
     assert waiting.clock is not None and waiting.clock.running is False
     lane = stack.client.get_workflow_handle(f"{code}.processing")
-    assert await stack.env.fast_forward(lane, wait)
+    now = (await stack.env.get_current_time(lane)).astimezone(HANOI)
+    back = default_calendar().add_working_seconds(now, working_seconds)
+    assert await stack.env.fast_forward(lane, back - now)
     await act(
         stack,
         code,
@@ -81,13 +85,14 @@ async def test_decree_rule_restarts_the_processing_time_from_the_complete_dossie
     before = await wait_for(stack, code, Action.APPRAISE)
     assert before.clock is not None
 
-    await supplement_round(stack, code, "thanh-xuan", timedelta(days=4, hours=3))
+    # The citizen comes back a working day and three working hours later.
+    await supplement_round(stack, code, "thanh-xuan", working_seconds=11 * 3600)
     after = await wait_for(stack, code, Action.APPRAISE)
     entries = await timeline(stack, code)
     requested = entry(entries, "supplement requested").at
     received = entry(entries, "supplement received").at
 
-    assert received - requested >= timedelta(days=4, hours=3)
+    assert default_calendar().working_seconds_between(requested, received) >= 11 * 3600
     assert after.clock is not None and after.clock.running
     expected = default_calendar().due_at(received, WorkingDaysDeadline(days=3))
     assert after.clock.due_at == expected
@@ -121,7 +126,8 @@ async def test_pause_rule_moves_the_appointment_back_by_the_working_time_spent_w
     before = await wait_for(stack, code, Action.APPRAISE)
     assert before.clock is not None
 
-    await supplement_round(stack, code, "nghia-do", timedelta(days=2, hours=5))
+    # The citizen comes back two working days and five working hours later.
+    await supplement_round(stack, code, "nghia-do", working_seconds=(2 * 8 + 5) * 3600)
     after = await wait_for(stack, code, Action.APPRAISE)
     entries = await timeline(stack, code)
     requested = entry(entries, "supplement requested").at
@@ -129,7 +135,7 @@ async def test_pause_rule_moves_the_appointment_back_by_the_working_time_spent_w
 
     calendar = default_calendar()
     waited = calendar.working_seconds_between(requested, received)
-    assert waited > 0
+    assert waited >= (2 * 8 + 5) * 3600
     assert after.clock is not None
     assert after.clock.paused_working_seconds == waited
     assert after.clock.due_at == calendar.add_working_seconds(before.clock.due_at, waited)
@@ -158,9 +164,8 @@ async def test_one_apology_slip_with_one_new_appointment_then_overdue_and_late(
     lane = stack.client.get_workflow_handle(f"{code}.processing")
 
     # Nobody appraises: past the apology mark, one working day before the appointment.
-    assert await stack.env.fast_forward(
-        lane, apology_mark - datetime.now(HANOI) + timedelta(hours=1)
-    )
+    now = await stack.env.get_current_time(lane)
+    assert await stack.env.fast_forward(lane, apology_mark - now + timedelta(hours=1))
     view = await wait_for(stack, code, Action.APPRAISE)
     new_due = calendar.due_at(promised, WorkingDaysDeadline(days=2))
     assert view.clock is not None and view.clock.apologized and view.clock.warned

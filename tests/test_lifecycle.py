@@ -68,9 +68,8 @@ async def test_ward_tier_dossier_filed_at_another_ward_is_decided_there_and_retu
         stack,
         submission(BIRTH, "hoan-kiem", competent_unit="ba-dinh", subject_reference=package),
     )
-    assert code.startswith("000.01.") and code.split("-")[1] == datetime.now(HANOI).strftime(
-        "%y%m%d"
-    )
+    received_at = (await view(stack, code)).received_at.astimezone(HANOI)
+    assert code.startswith("000.01.") and code.split("-")[1] == received_at.strftime("%y%m%d")
     await approve_through(stack, code, "ba-dinh")
     # The result comes back to the counter that took the dossier.
     await act(
@@ -162,9 +161,9 @@ async def test_certification_runs_on_its_own_lane_and_is_returned_online(
     assert portal_statuses(stack, code)[-1] == 10
 
 
-def last_working_day_before_today() -> datetime:
+def last_working_day_before(stack: EngineStack) -> datetime:
     calendar = default_calendar()
-    day = datetime.now(HANOI).date() - timedelta(days=1)
+    day = (stack.start_at or datetime.now(HANOI)).date() - timedelta(days=1)
     while not calendar.is_working_day(day):
         day -= timedelta(days=1)
     return datetime.combine(day, time(0, 0), HANOI)
@@ -174,7 +173,7 @@ def last_working_day_before_today() -> datetime:
 async def test_certification_received_after_15h_is_due_the_next_working_day(
     stack: EngineStack, hour: int, same_day: bool
 ) -> None:
-    received = last_working_day_before_today().replace(hour=hour, minute=30)
+    received = last_working_day_before(stack).replace(hour=hour, minute=30)
     code = await submit(
         stack, submission(CERTIFIED_COPY, "giang-vo", citizen=3, received_at=received)
     )

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime
+from datetime import date
 from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 from temporalio.api.enums.v1 import EventType
 
 from domain.catalogue import default_catalogue
@@ -37,11 +37,17 @@ HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 async def sequence_value(stack: EngineStack, unit: str) -> int:
+    """Codes the unit's agency has drawn, every receipt day together: a count that does not
+    depend on the day (or the hour) the test runs."""
     agency = default_catalogue().unit(unit).agency_code
-    scope = sequence_scope(agency, datetime.now(HANOI).date())
+    prefix = sequence_scope(agency, date.min).removesuffix(f"{date.min:%Y%m%d}")
     async with engine_for(stack.settings.database_url).connect() as conn:
         value = (
-            await conn.execute(select(sequences.c.last_value).where(sequences.c.scope == scope))
+            await conn.execute(
+                select(func.sum(sequences.c.last_value)).where(
+                    sequences.c.scope.startswith(prefix, autoescape=True)
+                )
+            )
         ).scalar()
     return int(value or 0)
 
