@@ -9,6 +9,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 ROOT = Path(__file__).resolve().parent
+# The server `make run` starts: where workers, the API and ops look when TEMPORAL_ADDRESS is
+# unset (the demo and the stack start an embedded one instead).
+DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 
 # Default ports of the registry simulators; each registry is its own HTTP service.
 SIMULATOR_PORTS: dict[str, int] = {

@@ -25,12 +25,13 @@ from temporalio.testing import WorkflowEnvironment
 
 import logs
 from activities.http import new_http_client
+from bootstrap import build_workers, warm_up
 from codec import project_converter
 from config import ROOT, Settings, load_settings, settings
 from domain import lanes
+from samples import sample_submission
 from simulators.process import running_simulators
 from store.startup import prepare_database
-from worker import build_workers, warm_up
 from workflows import search_attributes as sa
 
 BIN = Path(sys.executable).parent
@@ -119,7 +120,6 @@ async def _keep_samples_in_flight(client: Client, config: Settings) -> None:
     """A few sample dossiers waiting on officers, so the UI and the lists have something."""
     from domain.catalogue import default_catalogue
     from services import dossiers
-    from starter import sample_submission
 
     catalogue = default_catalogue()
     query = "WorkflowType = 'Dossier' AND ExecutionStatus = 'Running'"

@@ -20,14 +20,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from temporalio.client import Client
 
 from config import settings
-from domain.catalogue import Catalogue, default_catalogue
-from domain.statuses import Stage
+from domain.calendar import HANOI
+from domain.catalogue import default_catalogue
+from samples import sample_submission
 from schemas.actions import (
     Action,
     Appraisal,
@@ -39,87 +39,19 @@ from schemas.actions import (
     Step,
     Supplement,
     SupplementRequest,
-    Withdrawal,
 )
-from schemas.catalogue import Procedure, Registry, Tier
 from schemas.dossier import (
-    Applicant,
     AwaitedAction,
     DossierSubmission,
     DossierView,
-    IntakeChannel,
     Officer,
     SubmittedDocument,
 )
+from schemas.statuses import Stage
 from services import dossiers
-from simulators.seed import (
-    SeedCitizen,
-    sample_citizens,
-    sample_civil_packages,
-    sample_enterprises,
-    sample_parcels,
-)
 
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 # How often the demo's officers look at their dossiers.
 OFFICER_POLL_SECONDS = 0.5
-
-
-# --- the sample set ----------------------------------------------------------------------------
-def demo_procedures(catalogue: Catalogue) -> list[Procedure]:
-    """A mix that crosses every lane: ward-tier, city-tier and certification, in turn."""
-    ward = [p for p in catalogue.procedures.values() if p.tier is Tier.WARD and not p.certification]
-    city = [p for p in catalogue.procedures.values() if p.tier is Tier.CITY]
-    cert = [p for p in catalogue.procedures.values() if p.certification]
-    mix: list[Procedure] = []
-    for i in range(max(len(ward), len(city), len(cert))):
-        for group in (ward, cert, city):
-            mix.append(group[i % len(group)])
-    return mix
-
-
-def applicant_of(citizen: SeedCitizen) -> Applicant:
-    """A seeded citizen as the applicant of a dossier."""
-    return Applicant(
-        citizen_id=citizen.citizen_id,
-        full_name=citizen.full_name,
-        date_of_birth=citizen.date_of_birth,
-        phone=citizen.phone,
-        address=citizen.address,
-    )
-
-
-def sample_submission(index: int, catalogue: Catalogue) -> DossierSubmission:
-    procedure = demo_procedures(catalogue)[index % len(demo_procedures(catalogue))]
-    wards = catalogue.wards()
-    receiving = wards[index % len(wards)]
-    citizen = sample_citizens()[index % len(sample_citizens())]
-    reference: str | None = None
-    if Registry.LAND in procedure.registries:
-        reference = sample_parcels()[index % len(sample_parcels())].parcel_id
-    elif Registry.BUSINESS in procedure.registries:
-        reference = sample_enterprises()[index % len(sample_enterprises())].enterprise_code
-    elif Registry.CIVIL_STATUS in procedure.registries:
-        reference = sample_civil_packages()[index % len(sample_civil_packages())].package_id
-    competent = None
-    if procedure.tier is Tier.WARD and not procedure.certification and index % 4 == 1:
-        # Location-free intake: filed at one ward, decided by the ward of residence.
-        competent = wards[(index + 7) % len(wards)].code
-    channels = procedure.delivery_channels
-    return DossierSubmission(
-        procedure_code=procedure.code,
-        receiving_unit=receiving.code,
-        competent_unit=competent,
-        intake_channel=IntakeChannel.ONLINE if index % 7 == 3 else IntakeChannel.COUNTER,
-        delivery_channel=channels[index % len(channels)],
-        applicant=applicant_of(citizen),
-        documents=[
-            SubmittedDocument(kind=d.kind, title=d.name, pages=1 + (index + n) % 3)
-            for n, d in enumerate(procedure.required_documents)
-        ],
-        subject_reference=reference,
-        copies=1 + index % 2 if procedure.certification else 1,
-    )
 
 
 # --- officers, played by the demo ----------------------------------------------------------------
@@ -148,7 +80,9 @@ def demo_step(index: int, awaited: AwaitedAction, supplements_asked: bool) -> tu
         )
     if action is Action.HAND_OVER:
         return action, HandOver(officer=me, rating=3)
-    return Action.WITHDRAW, Withdrawal(officer=me, reason="citizen request")
+    # The demo never withdraws; a step it does not know is a demo to extend, not a dossier
+    # to give up.
+    raise ValueError(f"the demo officer does not know the step {action.value}")
 
 
 async def play_officers(client: Client, index: int, code: str, deadline: float) -> DossierView:
@@ -271,7 +205,7 @@ async def check_read_model(client: Client, database_url: str, views: list[Dossie
 async def demo(count: int, timeout: float) -> int:
     config = settings()
     if config.temporal_address:
-        from worker import connect
+        from bootstrap import connect
 
         client = await connect(config)
         from store.startup import prepare_database
@@ -300,8 +234,8 @@ def read_submission(path: Path) -> DossierSubmission | None:
 
 async def submit_file(path: Path, submission: DossierSubmission) -> int:
     config = settings()
+    from bootstrap import connect
     from store.startup import prepare_database
-    from worker import connect
 
     client = await connect(config)
     await prepare_database(config.database_url)

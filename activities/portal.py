@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import httpx
 from temporalio import activity
 
 from activities.http import call
 from config import Settings
+from domain.calendar import HANOI
 from schemas.exchanges import PortalSync
-
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 def portal_time(value: datetime) -> str:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.codes import is_dossier_code
-from domain.statuses import DossierStatus, Outcome, Stage
+from schemas.statuses import DossierStatus, Outcome, Stage
 from store.tables import dossiers
 
 

@@ -288,7 +288,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--address", required=True)
     parser.add_argument("--queues", required=True, help="engine queue names, comma-separated")
     args = parser.parse_args(argv)
-    from worker import cache_workflow_bytecode  # not at the top: the sandbox imports this
+    from bootstrap import cache_workflow_bytecode  # not at the top: the sandbox imports this
 
     # As the engine's workers do: the sandbox re-imports this module for every run.
     cache_workflow_bytecode(Path(__file__).parent)

@@ -32,8 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from schemas.catalogue import Deadline, SameDayDeadline, WorkingDaysDeadline
 
-HANOI_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 DATA_FILE = Path(__file__).resolve().parent / "data" / "official_days.json"
+# Every time the engine shows or counts in: the appointment, the working day, the receipt day.
+HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 
 _ONE_DAY = timedelta(days=1)
 _ONE_SECOND = timedelta(seconds=1)
@@ -181,12 +182,12 @@ def _hanoi(value: datetime, name: str) -> datetime:
         raise TypeError(f"{name} must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware, got naive {value.isoformat()}")
-    return value.astimezone(HANOI_TZ)
+    return value.astimezone(HANOI)
 
 
 def _plain_date(value: date, name: str) -> date:
     if isinstance(value, datetime):
-        raise TypeError(f"{name} must be a date, not a datetime; use .astimezone(HANOI_TZ).date()")
+        raise TypeError(f"{name} must be a date, not a datetime; use .astimezone(HANOI).date()")
     return value
 
 
@@ -280,13 +281,13 @@ class WorkingCalendar:
 
     def closing_on(self, day: date) -> datetime:
         """The end of working hours (17:00) on ``day``, Hanoi time."""
-        return datetime.combine(_plain_date(day, "day"), self.closing_time, HANOI_TZ)
+        return datetime.combine(_plain_date(day, "day"), self.closing_time, HANOI)
 
     def _periods(self, day: date) -> list[tuple[datetime, datetime]]:
         if not self.is_working_day(day):
             return []
         return [
-            (datetime.combine(day, start, HANOI_TZ), datetime.combine(day, end, HANOI_TZ))
+            (datetime.combine(day, start, HANOI), datetime.combine(day, end, HANOI))
             for start, end in self._hours
         ]
 
@@ -413,7 +414,7 @@ def _received_arg(value: str) -> datetime:
             f"not an ISO 8601 date-time: {value!r} (e.g. 2026-02-13T15:30+07:00)"
         ) from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=HANOI_TZ)  # counter staff type local Hanoi time
+        parsed = parsed.replace(tzinfo=HANOI)  # counter staff type local Hanoi time
     return parsed
 
 
@@ -493,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         deadline = args.working_days
     else:
         deadline = SameDayDeadline()
-    received: datetime = args.received or datetime.now(HANOI_TZ)
+    received: datetime = args.received or datetime.now(HANOI)
     print(calendar.due_at(received, deadline).isoformat())
     return 0
 

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import BaseModel
@@ -25,6 +24,7 @@ from temporalio.client import Client
 
 from codec import project_converter
 from config import Settings, settings
+from domain.calendar import HANOI
 from ops import audit as audit_ops
 from ops import rebuild as rebuild_ops
 from ops.export import export_app
@@ -54,7 +54,6 @@ console = Console()
 errors = Console(stderr=True)
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"  # the server `make run` starts
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 async def _client(config: Settings) -> Client:

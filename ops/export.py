@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import BaseModel, ConfigDict
@@ -33,14 +32,13 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import lanes
-from domain.calendar import WorkingCalendar, default_calendar
+from domain.calendar import HANOI, WorkingCalendar, default_calendar
 from domain.catalogue import CatalogueError, default_catalogue
-from domain.statuses import DossierStatus, Outcome, Stage, portal_code
 from ops.replay import _client, dump_json, history_document
 from schemas.dossier import DossierView, TimelineEntry
+from schemas.lifecycle import PortalState, portal_sync_needed
+from schemas.statuses import DossierStatus, Outcome, Stage, portal_code
 from services import dossiers
-
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 
 export_app = typer.Typer(
     help="Export a dossier for auditors: its histories, its timeline.", no_args_is_help=True
@@ -152,14 +150,12 @@ def timeline_rows(
     calendar = calendar or default_calendar()
     waits = pauses(entries)
     received = _second(view.received_at)
-    synced: tuple[DossierStatus, datetime | None] | None = None
+    synced: PortalState | None = None
     rows: list[TimelineRow] = []
     for index, entry in enumerate(entries):
         at = _second(entry.at)
         due = None if entry.due_at is None else _second(entry.due_at)
-        # The dossier workflow syncs the portal whenever status or appointment changed; the
-        # entries it adds about the portal itself are not synced again.
-        sent = entry.step != "portal sync refused" and synced != (entry.status, entry.due_at)
+        sent = portal_sync_needed(entry.step, entry.status, entry.due_at, synced)
         if sent:
             synced = (entry.status, entry.due_at)
         paused_now = entry.status is DossierStatus.SUPPLEMENT_REQUESTED

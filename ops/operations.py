@@ -74,7 +74,6 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from config import settings
-from domain.statuses import Outcome
 from ops.reset import (
     DossierState,
     WorkflowBusy,
@@ -98,6 +97,8 @@ from ops.stuck import (
     running_dossiers_query,
 )
 from schemas.lanes import LaneResult
+from schemas.lifecycle import DECISIONS
+from schemas.statuses import Outcome
 from store.db import writing
 from store.migrate import migrate
 
@@ -121,7 +122,6 @@ class Step(StrEnum):
 
 
 LANE_STEPS = frozenset({Step.APPRAISAL, Step.APPROVAL, Step.SIGNING})
-DECISIONS = frozenset({"approve", "refuse", "certify"})
 CHILD_CLOSED = frozenset(
     {
         EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED,

@@ -39,9 +39,9 @@ from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
+from bootstrap import sandbox_runner
 from codec import project_converter
 from config import Settings, settings
-from worker import sandbox_runner
 from workflows.certification import CertificationWorkflow
 from workflows.dossier import DossierWorkflow
 from workflows.processing import ProcessingWorkflow

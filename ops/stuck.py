@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,12 +45,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from codec import project_converter
 from config import Settings, settings
 from domain import lanes
+from domain.calendar import HANOI
 from store.db import engine_for
 from store.migrate import migrate
 from store.tables import dossiers, tasks
 
 DEFAULT_ADDRESS = "127.0.0.1:7233"  # the server `make run` starts
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 DESCRIBE_CONCURRENCY = 16
 DOSSIER_TYPE = "Dossier"
 # The server replaces a retried activity's failure over its size limit

@@ -6,8 +6,8 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from domain.statuses import DossierStatus
 from schemas.dossier import Officer, SubmittedDocument
+from schemas.statuses import DossierStatus
 
 
 class Action(StrEnum):

@@ -7,9 +7,9 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from domain.citizen_id import citizen_id_problem
-from domain.statuses import DossierStatus, Outcome, Stage
 from schemas.catalogue import DeliveryChannel, Procedure, Unit
+from schemas.citizen_id import citizen_id_problem
+from schemas.statuses import DossierStatus, Outcome, Stage
 
 
 class Model(BaseModel):

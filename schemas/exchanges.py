@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.catalogue import Deadline, DeliveryChannel, Registry
+from schemas.catalogue import Deadline, Registry
 from schemas.dossier import DossierView, Officer, TimelineEntry
 
 
@@ -166,14 +166,6 @@ class ShiftRequest(Exchange):
     start: AwareDatetime
     end: AwareDatetime | None = None
     working_seconds: int = 0
-
-
-class DeliveryRequest(Exchange):
-    dossier_code: str
-    channel: DeliveryChannel
-    applicant_name: str
-    address: str | None
-    document: IssuedDocument | None
 
 
 # --- the read model and the audit log ----------------------------------------------------------

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, Field
 
-from domain.statuses import DossierStatus, Outcome
 from schemas.dossier import ClockState, DossierFiling, Model, TimelineEntry
 from schemas.exchanges import IssuedDocument, RegistryFinding
+from schemas.statuses import DossierStatus, Outcome
 
 
 class LaneJob(Model):

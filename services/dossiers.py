@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -18,19 +17,19 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import lanes
-from domain.calendar import default_calendar
+from domain.calendar import HANOI, default_calendar
 from domain.catalogue import Catalogue, CatalogueError
 from domain.codes import dossier_code, sequence_scope
 from domain.routing import RoutingError, competent_unit_code, route
-from domain.statuses import DossierStatus
 from schemas.actions import Acknowledgement, Action, Step
 from schemas.dossier import DossierFiling, DossierSubmission, DossierView, TimelineEntry
+from schemas.lifecycle import HOLDER, Holder
+from schemas.statuses import DossierStatus
 from store.idempotency import claim
 from store.sequences import next_value
 from workflows import search_attributes as sa
 from workflows.dossier import DossierWorkflow
 
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 # A counter may record a dossier taken during an outage of its own software, but not one
 # from another month, and never one from the future.
 MAX_BACKDATING = timedelta(days=30)
@@ -236,9 +235,10 @@ async def whereabouts(client: Client, code: str) -> Whereabouts:
 async def _holder(client: Client, place: Whereabouts, action: Action) -> str:
     """The workflow that takes the step: the dossier's at intake and return, its lane's
     while the competent unit works on it."""
-    if action is Action.HAND_OVER:
+    holder = HOLDER[action]
+    if holder is Holder.DOSSIER:
         return place.code
-    if action is Action.WITHDRAW:
+    if holder is Holder.CURRENT:
         # Intake, lane or past the decision: only the dossier knows, so ask it.
         return (await status(client, place.code)).handled_by
     return lanes.lane_workflow_id(place.code, place.lane)

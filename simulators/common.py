@@ -28,7 +28,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, Va
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from domain.citizen_id import citizen_id_problem
+from schemas.citizen_id import citizen_id_problem
 
 # Registries in Vietnam stamp their replies in local time (UTC+7, no DST).
 VN_TZ = timezone(timedelta(hours=7), "ICT")

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.catalogue import Catalogue, CatalogueError, default_catalogue
-from domain.statuses import Role
+from schemas.statuses import Role
 from store.db import engine_for, writing
 from store.tables import api_keys
 

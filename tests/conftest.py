@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 
 from activities.http import new_http_client
+from bootstrap import build_workers, warm_up
 from codec import generate_key, project_converter
 from config import Settings, load_settings
 from domain import lanes
@@ -37,7 +38,6 @@ from stack import start_dev_server, temporal_cli
 from store.db import dispose_all
 from store.startup import prepare_database
 from tests.instants import START_AT, ArriveAtScenarioInstant, scenario_start
-from worker import build_workers, warm_up
 from workflows import search_attributes as sa
 
 # One payload key for the session, inherited by the commands the tests run (ops, starter), as

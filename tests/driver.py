@@ -10,7 +10,6 @@ import httpx
 from temporalio.client import WorkflowHandle
 
 from domain.catalogue import default_catalogue
-from domain.statuses import Role, Stage
 from schemas.actions import Acknowledgement, Action, Step
 from schemas.catalogue import DeliveryChannel, Procedure
 from schemas.dossier import (
@@ -22,6 +21,7 @@ from schemas.dossier import (
     TimelineEntry,
 )
 from schemas.lanes import DossierResult
+from schemas.statuses import Role, Stage
 from services import dossiers
 from simulators.seed import sample_citizens
 from tests.conftest import EngineStack

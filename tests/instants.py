@@ -19,7 +19,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from temporalio.client import (
     Interceptor,
@@ -28,9 +27,8 @@ from temporalio.client import (
     WorkflowHandle,
 )
 
-from domain.calendar import OfficialDay, WorkingCalendar, default_calendar
+from domain.calendar import HANOI, OfficialDay, WorkingCalendar, default_calendar
 
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 START_AT = "ENGINE_TEST_START_AT"
 DEFAULT_SCENARIO = "working-monday-9h"
 # Far enough ahead that a scenario never starts before the dossier's real start.

@@ -27,7 +27,6 @@ from temporalio.converter import DataConverter
 
 from codec import KEY_ID_KEY, KEYS_ENV, KeyRing, data_converter
 from domain.calendar import default_calendar
-from domain.statuses import DossierStatus, Outcome, Role
 from ops.export import dossier_histories
 from ops.replay import dump_json, history_document
 from schemas.actions import (
@@ -44,6 +43,7 @@ from schemas.actions import (
 )
 from schemas.catalogue import DeliveryChannel
 from schemas.dossier import SubmittedDocument
+from schemas.statuses import DossierStatus, Outcome, Role
 from simulators.seed import sample_civil_packages, sample_enterprises
 from tests.conftest import EngineStack
 from tests.driver import act, officer, result, submission, submit, wait_for

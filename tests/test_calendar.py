@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from domain.calendar import (
     DATA_FILE,
-    HANOI_TZ,
+    HANOI,
     CalendarDataError,
     HolidayYear,
     OfficialDays,
@@ -37,7 +37,7 @@ FAST = settings(max_examples=60, deadline=None, database=None)
 
 def at(text: str) -> datetime:
     """'2026-02-13 15:30' in Hanoi time."""
-    return datetime.fromisoformat(text).replace(tzinfo=HANOI_TZ)
+    return datetime.fromisoformat(text).replace(tzinfo=HANOI)
 
 
 def wd(days: int) -> WorkingDaysDeadline:
@@ -267,8 +267,8 @@ def test_calendar_with_a_stub_holiday_source() -> None:
     cal = WorkingCalendar(data, lambda year: stub)
     assert not cal.is_working_day(date(2030, 1, 2))
     assert cal.is_working_day(date(2030, 1, 3))
-    assert cal.due_at(datetime(2030, 1, 1, 9, tzinfo=HANOI_TZ), wd(1)) == datetime(
-        2030, 1, 3, 17, 30, tzinfo=HANOI_TZ
+    assert cal.due_at(datetime(2030, 1, 1, 9, tzinfo=HANOI), wd(1)) == datetime(
+        2030, 1, 3, 17, 30, tzinfo=HANOI
     )
 
 
@@ -282,11 +282,11 @@ def test_import_does_no_work() -> None:
 _LOW = datetime(2025, 1, 1)
 _HIGH = datetime(2027, 12, 31)
 _boundaries = st.sampled_from([time(h, m) for h, m in ((8, 0), (12, 0), (13, 0), (17, 0))])
-_any_instant = st.datetimes(_LOW, _HIGH, timezones=st.just(HANOI_TZ)).map(
+_any_instant = st.datetimes(_LOW, _HIGH, timezones=st.just(HANOI)).map(
     lambda moment: moment.replace(microsecond=0)
 )
 _boundary_instant = st.builds(
-    lambda day, clock: datetime.combine(day, clock, HANOI_TZ),
+    lambda day, clock: datetime.combine(day, clock, HANOI),
     st.dates(_LOW.date(), _HIGH.date()),
     _boundaries,
 )
@@ -304,7 +304,7 @@ def test_due_at_is_a_close_of_a_working_day_after_receipt(
 ) -> None:
     due = CAL.due_at(received, deadline)
     assert due > received
-    assert due.tzinfo is HANOI_TZ
+    assert due.tzinfo is HANOI
     assert due.time() == time(17)
     assert CAL.is_working_day(due.date())
 
@@ -350,7 +350,7 @@ def test_working_seconds_are_additive(a: datetime, b: datetime, c: datetime) -> 
 @FAST
 @given(st.dates(_LOW.date(), _HIGH.date()))
 def test_a_working_day_holds_eight_hours(day: date) -> None:
-    midnight = datetime.combine(day, time(0), HANOI_TZ)
+    midnight = datetime.combine(day, time(0), HANOI)
     held = CAL.working_seconds_between(midnight, midnight + timedelta(days=1))
     assert held == (DAY if CAL.is_working_day(day) else 0)
 

@@ -6,10 +6,10 @@ import asyncio
 import os
 from datetime import date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
+from domain.calendar import HANOI
 from domain.catalogue import default_catalogue
 from domain.codes import dossier_code, is_dossier_code, sequence_scope
 from domain.routing import RoutingError, competent_unit_code, route
@@ -19,8 +19,6 @@ from services.dossiers import FilingError, prepare_filing
 from simulators.seed import sample_citizens
 from store.sequences import next_value
 from store.startup import prepare_database
-
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 def test_code_has_agency_receipt_day_and_daily_sequence() -> None:

@@ -33,7 +33,7 @@ def test_registry_rate_limits_refuse_what_cannot_be_a_limit(
 
 
 def test_each_registry_queue_carries_its_registry_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker import registry_rate
+    from bootstrap import registry_rate
 
     monkeypatch.setenv("REGISTRY_RATE_LIMITS", "population=7")
     config = load_settings()

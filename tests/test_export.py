@@ -19,12 +19,12 @@ import pytest
 
 from config import ROOT
 from domain.calendar import default_calendar
-from domain.statuses import DossierStatus, Outcome, Role, portal_code
 from ops.export import DossierTimeline, dossier_timeline, render_html
 from ops.replay import load_histories, replay
 from schemas.actions import Action, HandOver, Supplement, SupplementRequest
 from schemas.dossier import SubmittedDocument
 from schemas.lanes import DossierResult
+from schemas.statuses import DossierStatus, Outcome, Role, portal_code
 from simulators.seed import sample_enterprises
 from tests.conftest import EngineStack
 from tests.driver import act, officer, portal_statuses, result, submission, submit

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from domain.calendar import default_calendar
-from domain.statuses import DossierStatus, Outcome, Role
+from domain.calendar import HANOI, default_calendar
 from schemas.actions import Action, HandOver, Supplement, SupplementRequest
 from schemas.catalogue import DeliveryChannel, WorkingDaysDeadline
 from schemas.dossier import SubmittedDocument, TimelineEntry
+from schemas.statuses import DossierStatus, Outcome, Role
 from simulators.seed import sample_enterprises, sample_parcels
 from tests.conftest import EngineStack
 from tests.driver import (
@@ -29,7 +28,6 @@ from tests.driver import (
 )
 from tests.test_lifecycle import approve_through
 
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 BUSINESS_HOUSEHOLD = "1.001612"  # 3 working days, the decree's restart rule
 LAND_CERTIFICATE = "1.013979"  # 3 working days, the pause rule
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
-from domain.calendar import default_calendar
+from domain.calendar import HANOI, default_calendar
 from domain.signatures import verify_signature
-from domain.statuses import DossierStatus, Outcome, Role
 from schemas.actions import (
     Action,
     Appraisal,
@@ -23,6 +21,7 @@ from schemas.actions import (
     Withdrawal,
 )
 from schemas.catalogue import DeliveryChannel
+from schemas.statuses import DossierStatus, Outcome, Role
 from simulators.seed import sample_civil_packages, sample_enterprises, unknown_citizen_id
 from tests.conftest import EngineStack
 from tests.driver import (
@@ -37,7 +36,6 @@ from tests.driver import (
     wait_for,
 )
 
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 BIRTH = "1.001193"  # khai sinh: ward tier, 1 working day, no fee
 BUSINESS_HOUSEHOLD = "1.001612"  # hộ kinh doanh: ward tier, 3 wd, fee
 PRIVATE_ENTERPRISE = "2.001610"  # doanh nghiệp tư nhân: city tier, Sở Tài chính, fee

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -26,10 +25,11 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.worker import Worker
 
 from activities.http import new_http_client
+from bootstrap import build_workers, warm_up
 from config import ROOT, SIMULATOR_PORTS, Settings, load_settings
 from domain import lanes
+from domain.calendar import HANOI
 from domain.catalogue import default_catalogue
-from domain.statuses import Role, Stage
 from ops import audit as audit_ops
 from ops.operations import NotReached, ResetPoint, Step, locate, reset_to_step
 from ops.stuck import Filters, find_stuck
@@ -37,6 +37,7 @@ from schemas.actions import Action, Appraisal, Approval, HandOver, Recommendatio
 from schemas.actions import Step as HumanStep
 from schemas.dossier import DossierView
 from schemas.lanes import DossierResult
+from schemas.statuses import Role, Stage
 from services import dossiers
 from simulators.process import running_simulators
 from simulators.seed import sample_civil_packages
@@ -47,11 +48,9 @@ from store.db import engine_for
 from store.startup import prepare_database
 from tests.conftest import EngineStack, assert_replays
 from tests.driver import officer, submission
-from worker import build_workers, warm_up
 from workflows import search_attributes as sa
 
 BIRTH = "1.001193"
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 OPERATOR = "operator.tran"
 
 

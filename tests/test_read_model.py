@@ -16,13 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.api.enums.v1 import EventType
 
 from config import ROOT
-from domain.statuses import DossierStatus, Role, Stage, event_type_of
 from ops import audit as audit_ops
 from ops.rebuild import rebuild
 from ops.reset import reset_dossier
 from schemas.actions import Action, HandOver, Supplement, SupplementRequest
 from schemas.dossier import SubmittedDocument
 from schemas.exchanges import ProjectionRecord
+from schemas.lifecycle import event_type_of
+from schemas.statuses import DossierStatus, Role, Stage
 from simulators.seed import sample_civil_packages
 from store import audit, projection
 from store.db import engine_for

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from config import ROOT, SIMULATOR_PORTS, load_settings
-from domain.citizen_id import citizen_id_problem
 from domain.signatures import sha256_hex, verify_signature
+from schemas.citizen_id import citizen_id_problem
 from simulators import EXIT_PORT_IN_USE
 from simulators.process import SimulatorsFailed, SimulatorsProcess, running_simulators
 from simulators.seed import (

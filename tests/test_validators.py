@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from temporalio.api.enums.v1 import EventType
 
-from domain.statuses import Role
 from schemas.actions import (
     Action,
     Appraisal,
@@ -19,6 +18,7 @@ from schemas.actions import (
     Withdrawal,
 )
 from schemas.dossier import SubmittedDocument
+from schemas.statuses import Role
 from services import dossiers
 from services.dossiers import ActionRefused
 from simulators.seed import sample_civil_packages

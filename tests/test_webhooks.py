@@ -16,8 +16,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
-from domain.statuses import Role, Stage
 from schemas.actions import Action, HandOver
+from schemas.statuses import Role, Stage
 from simulators.process import free_ports
 from simulators.seed import sample_civil_packages
 from store.db import writing

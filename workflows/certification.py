@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from domain.statuses import DossierStatus, Outcome, Role
 from schemas.actions import Acknowledgement, Action, Certification
 from schemas.exchanges import ResultKind
 from schemas.lanes import LaneJob, LaneResult
+from schemas.lifecycle import TimelineStep
+from schemas.statuses import DossierStatus, Outcome, Role
 from workflows.lane import LaneWorkflow
 from workflows.policies import LOCAL_CALL
 
@@ -27,7 +28,7 @@ class CertificationWorkflow(LaneWorkflow):
         action = await self._await_step(
             [(Action.CERTIFY, Role.CERTIFIER, unit), (Action.REFUSE, Role.CERTIFIER, unit)],
             status=DossierStatus.IN_PROCESSING,
-            step="awaiting certification",
+            step=TimelineStep.AWAITING_CERTIFICATION,
             note=f"{filing.submission.copies} copies, due {self.clock.due_at.isoformat()}",
         )
         if action is Action.WITHDRAW:
@@ -46,7 +47,10 @@ class CertificationWorkflow(LaneWorkflow):
         )
         book_entry = f"Số chứng thực {number}, quyển số 01/{year}-SCT/BS"
         await self._report(
-            DossierStatus.IN_PROCESSING, "certified", certification.officer.officer_id, book_entry
+            DossierStatus.IN_PROCESSING,
+            TimelineStep.CERTIFIED,
+            certification.officer.officer_id,
+            book_entry,
         )
         copy = await self._issue(
             ResultKind.CERTIFIED_COPY,

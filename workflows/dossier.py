@@ -16,19 +16,10 @@ from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 from domain.catalogue import missing_documents
-from domain.citizen_id import masked
 from domain.routing import Route, route
-from domain.statuses import (
-    FINAL_STATUS,
-    DossierStatus,
-    Outcome,
-    Role,
-    Stage,
-    event_type_of,
-    portal_code,
-)
 from schemas.actions import Acknowledgement, Action, HandOver, Withdrawal
 from schemas.catalogue import DeliveryChannel, Registry
+from schemas.citizen_id import masked
 from schemas.dossier import (
     AwaitedAction,
     ClockState,
@@ -46,6 +37,22 @@ from schemas.exchanges import (
     WebhookEvent,
 )
 from schemas.lanes import DossierResult, LaneJob, LaneResult, ProgressEvent
+from schemas.lifecycle import (
+    PROGRESS_SIGNAL,
+    PortalState,
+    TimelineStep,
+    closed_step,
+    event_type_of,
+    portal_sync_needed,
+)
+from schemas.statuses import (
+    FINAL_STATUS,
+    DossierStatus,
+    Outcome,
+    Role,
+    Stage,
+    portal_code,
+)
 from workflows import notices
 from workflows import search_attributes as sa
 from workflows.certification import CertificationWorkflow
@@ -92,7 +99,7 @@ class DossierWorkflow:
         self._outcome: Outcome | None = None
         self._reason: str | None = None
         self._closed_at: datetime | None = None
-        self._synced: tuple[DossierStatus, datetime | None] | None = None
+        self._synced: PortalState | None = None
         self._lock = asyncio.Lock()
         self._deliveries: list[asyncio.Future[int]] = []
 
@@ -157,7 +164,7 @@ class DossierWorkflow:
         self._clock = ClockState(due_at=due_at)
         await self._record(
             DossierStatus.RECEIVED,
-            "receipt and appointment slip",
+            TimelineStep.RECEIPT,
             f"counter:{filing.receiving_unit.code}",
             f"appointment {due_at.isoformat()}",
         )
@@ -179,7 +186,7 @@ class DossierWorkflow:
         child_id = lanes.lane_workflow_id(filing.code, self._route.lane)
         await self._record(
             DossierStatus.IN_PROCESSING,
-            "transferred",
+            TimelineStep.TRANSFERRED,
             SYSTEM,
             f"to {filing.competent_unit.code} on {self._route.lane}",
         )
@@ -208,7 +215,7 @@ class DossierWorkflow:
             self._clock = result.clock
         return result
 
-    @workflow.signal
+    @workflow.signal(name=PROGRESS_SIGNAL)
     async def progress(self, event: ProgressEvent) -> None:
         """A lane's report: status, appointment and what it awaits now. Applied under the
         lock, in the order the lane sent them."""
@@ -240,7 +247,7 @@ class DossierWorkflow:
         )
         await self._record(
             ready,
-            "result at the receiving unit",
+            TimelineStep.RESULT_AT_RECEIVING_UNIT,
             SYSTEM,
             lane.reason or "",
             awaiting=hand_over if channel is DeliveryChannel.COUNTER else [],
@@ -283,7 +290,7 @@ class DossierWorkflow:
                 )
             )
             actor, note = SYSTEM, "delivered online"
-        await self._record(DossierStatus.RETURNED, "result returned", actor, note)
+        await self._record(DossierStatus.RETURNED, TimelineStep.RESULT_RETURNED, actor, note)
 
     @workflow.update
     def hand_over(self, step: HandOver) -> Acknowledgement:
@@ -354,7 +361,7 @@ class DossierWorkflow:
                 "on_time": str(self._on_time()).lower(),
             },
         )
-        await self._record(FINAL_STATUS[outcome], f"closed: {outcome.value}", SYSTEM, reason or "")
+        await self._record(FINAL_STATUS[outcome], closed_step(outcome), SYSTEM, reason or "")
         # The workflow stays open until the last status change reached the webhooks (or
         # their retry window ran out); the dossier itself is closed already.
         await asyncio.gather(*self._deliveries, return_exceptions=True)
@@ -414,7 +421,7 @@ class DossierWorkflow:
         )
         await self._append(entry)
         self._upsert_search_attributes()
-        if self._synced != (status, due_at):
+        if portal_sync_needed(step, status, due_at, self._synced):
             self._synced = (status, due_at)
             await self._sync_portal(entry)
 
@@ -496,7 +503,7 @@ class DossierWorkflow:
                 TimelineEntry(
                     at=workflow.now(),
                     status=entry.status,
-                    step="portal sync refused",
+                    step=TimelineStep.PORTAL_SYNC_REFUSED,
                     actor=SYSTEM,
                     note=rejection_message(err),
                     due_at=entry.due_at,

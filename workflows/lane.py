@@ -13,7 +13,6 @@ from enum import StrEnum
 
 from temporalio import workflow
 
-from domain.statuses import DossierStatus, Outcome, Role
 from schemas.actions import Acknowledgement, Action, Claim, Refusal, Step, Withdrawal
 from schemas.catalogue import SupplementRule
 from schemas.dossier import AwaitedAction, ClockState, DossierFiling, Officer, TimelineEntry
@@ -29,6 +28,8 @@ from schemas.exchanges import (
     ShiftRequest,
 )
 from schemas.lanes import LaneJob, LaneResult, ProgressEvent
+from schemas.lifecycle import PROGRESS_SIGNAL, TimelineStep
+from schemas.statuses import DossierStatus, Outcome, Role
 from workflows import notices
 from workflows.policies import LOCAL_CALL, REGISTRY_CALL, SIGNING_CALL, TRANSIENT
 
@@ -162,7 +163,9 @@ class LaneWorkflow:
             ),
             clock=self.clock,
         )
-        await workflow.get_external_workflow_handle(parent.workflow_id).signal("progress", event)
+        await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+            PROGRESS_SIGNAL, event
+        )
 
     # --- human steps ------------------------------------------------------------------------
     async def _await_step(
@@ -258,7 +261,9 @@ class LaneWorkflow:
         amount = fee_vnd(filing.procedure, pages, filing.submission.copies)
         if amount == 0:
             return 0
-        await self._report(DossierStatus.FEES_REQUESTED, "fees requested", SYSTEM, f"{amount} VND")
+        await self._report(
+            DossierStatus.FEES_REQUESTED, TimelineStep.FEES_REQUESTED, SYSTEM, f"{amount} VND"
+        )
         receipt = await workflow.execute_activity_method(
             PaymentActivities.collect_fee,
             FeeRequest(
@@ -272,7 +277,10 @@ class LaneWorkflow:
             retry_policy=TRANSIENT,
         )
         await self._report(
-            DossierStatus.IN_PROCESSING, "fees paid", SYSTEM, f"payment {receipt.payment_id}"
+            DossierStatus.IN_PROCESSING,
+            TimelineStep.FEES_PAID,
+            SYSTEM,
+            f"payment {receipt.payment_id}",
         )
         return receipt.amount_vnd
 
@@ -291,7 +299,10 @@ class LaneWorkflow:
             if awaited.role == officer.role and awaited.unit == officer.unit:
                 awaited.claimed_by = officer.officer_id
         await self._report(
-            self._status, "claimed", officer.officer_id, f"{officer.role} at {officer.unit}"
+            self._status,
+            TimelineStep.CLAIMED,
+            officer.officer_id,
+            f"{officer.role} at {officer.unit}",
         )
         return Acknowledgement(action=Action.CLAIM, accepted_at=workflow.now(), status=self._status)
 
@@ -452,7 +463,7 @@ class LaneWorkflow:
             )
             await self._send(
                 self._status,
-                "near-due warning",
+                TimelineStep.NEAR_DUE_WARNING,
                 SYSTEM,
                 f"due {self.clock.due_at}",
                 awaiting=self._reported,
@@ -462,7 +473,7 @@ class LaneWorkflow:
             self.clock.overdue = True
             await self._send(
                 self._status,
-                "overdue",
+                TimelineStep.OVERDUE,
                 SYSTEM,
                 f"appointment {self.clock.due_at} passed",
                 awaiting=self._reported,
@@ -499,7 +510,7 @@ class LaneWorkflow:
         )
         await self._send(
             self._status,
-            "apology slip",
+            TimelineStep.APOLOGY_SLIP,
             SYSTEM,
             f"new appointment {new_due.isoformat()} (was {old_due.isoformat()}); "
             f"slip {slip.sha256[:12]}",

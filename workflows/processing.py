@@ -12,7 +12,6 @@ from datetime import datetime
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from domain.statuses import DossierStatus, Outcome, Role
 from schemas.actions import (
     Acknowledgement,
     Action,
@@ -23,6 +22,8 @@ from schemas.actions import (
 )
 from schemas.exchanges import RegistryConsultation, RegistryFinding, ResultKind
 from schemas.lanes import LaneJob, LaneResult
+from schemas.lifecycle import TimelineStep
+from schemas.statuses import DossierStatus, Outcome, Role
 from workflows import notices
 from workflows.lane import SYSTEM, LaneWorkflow
 from workflows.policies import REGISTRY_CALL, TRANSIENT, is_rejection, rejection_message
@@ -49,7 +50,7 @@ class ProcessingWorkflow(LaneWorkflow):
         note = "; ".join(
             f"{f.registry.value}: {'found' if f.found else f.summary}" for f in findings
         )
-        step, actor = "registries consulted", SYSTEM
+        step, actor = TimelineStep.REGISTRIES_CONSULTED, SYSTEM
         since: datetime | None = None
         while True:
             action = await self._await_step(
@@ -71,7 +72,7 @@ class ProcessingWorkflow(LaneWorkflow):
             if supplied is None:
                 return await self._withdrawn()
             supplement, since = supplied
-            step, actor = "supplement received", supplement.officer.officer_id
+            step, actor = TimelineStep.SUPPLEMENT_RECEIVED, supplement.officer.officer_id
             note = f"appointment now {self.clock.due_at.isoformat()}"
 
         appraisal = self._take(Action.APPRAISE)
@@ -79,7 +80,7 @@ class ProcessingWorkflow(LaneWorkflow):
         action = await self._await_step(
             [(Action.APPROVE, Role.LEADER, unit), (Action.REFUSE, Role.LEADER, unit)],
             status=DossierStatus.IN_PROCESSING,
-            step="appraised",
+            step=TimelineStep.APPRAISED,
             actor=appraisal.officer.officer_id,
             note=f"recommends {appraisal.recommendation.value}. {appraisal.note}".strip(),
         )
@@ -92,7 +93,10 @@ class ProcessingWorkflow(LaneWorkflow):
         approval = self._take(Action.APPROVE)
         assert isinstance(approval, Approval)
         await self._report(
-            DossierStatus.IN_PROCESSING, "approved", approval.officer.officer_id, approval.note
+            DossierStatus.IN_PROCESSING,
+            TimelineStep.APPROVED,
+            approval.officer.officer_id,
+            approval.note,
         )
         decision = await self._issue(
             ResultKind.DECISION,
@@ -157,7 +161,7 @@ class ProcessingWorkflow(LaneWorkflow):
         action = await self._await_step(
             [(Action.PROVIDE_SUPPLEMENT, Role.COUNTER_OFFICER, self.filing.receiving_unit.code)],
             status=DossierStatus.SUPPLEMENT_REQUESTED,
-            step="supplement requested",
+            step=TimelineStep.SUPPLEMENT_REQUESTED,
             actor=request.officer.officer_id,
             note=f"missing: {', '.join(request.missing)}. {request.note}".strip(),
             at=stopped_at,

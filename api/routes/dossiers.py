@@ -16,8 +16,8 @@ from api import listing
 from api.auth import Key, require_role, require_unit
 from api.deps import ApiContext, Context, DossierCode, ask, visible_dossier
 from api.problems import FieldError, ProblemError, field_problem, problem_responses
-from domain.statuses import DossierStatus, Role
 from schemas.dossier import DossierSubmission, DossierView, TimelineEntry
+from schemas.statuses import DossierStatus, Role
 from services import dossiers
 from services.dossiers import FilingError, IdempotencyConflict, IdempotencyKey, Receipt
 from store.db import engine_for

@@ -12,7 +12,7 @@ from api.auth import Key, require_unit
 from api.deps import Context
 from api.problems import ProblemError, problem_responses
 from api.routes.dossiers import UNIT_PATTERN
-from domain.statuses import Role
+from schemas.statuses import Role
 from store import kpis
 from store.db import engine_for
 

@@ -15,8 +15,8 @@ import uvicorn
 
 from api.app import create_app
 from domain.catalogue import default_catalogue
-from domain.statuses import Role
 from schemas.catalogue import Procedure
+from schemas.statuses import Role
 from simulators.process import free_ports
 from simulators.seed import sample_citizens, sample_civil_packages
 from store import api_keys

@@ -7,7 +7,6 @@ import asyncio
 import json
 import uuid
 from datetime import date
-from zoneinfo import ZoneInfo
 
 import httpx
 from sqlalchemy import func, select
@@ -15,7 +14,7 @@ from temporalio.api.enums.v1 import EventType
 
 from domain.catalogue import default_catalogue
 from domain.codes import sequence_scope
-from domain.statuses import Role
+from schemas.statuses import Role
 from services import dossiers
 from services.dossiers import IdempotencyKey
 from simulators.seed import sample_civil_packages
@@ -32,8 +31,6 @@ from tests.api.conftest import (
 )
 from tests.conftest import EngineStack
 from tests.driver import submission as driver_submission
-
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 async def sequence_value(stack: EngineStack, unit: str) -> int:

@@ -8,18 +8,17 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 
 from api.app import create_app
-from domain.statuses import Role
+from domain.calendar import HANOI
+from schemas.statuses import Role
 from store import api_keys
 from tests.api.conftest import HOAN_KIEM, ApiServer, birth_submission, issue_key, officer
 from tests.api.test_dossiers import sequence_value
 from tests.conftest import EngineStack
 
-HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 PROBLEM_KEYS = {"type", "title", "status", "detail", "errors"}
 
 

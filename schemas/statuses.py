@@ -7,7 +7,6 @@ the same numbers is unconfirmed, so this table is the only place that knows them
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 
 
@@ -60,7 +59,6 @@ class Outcome(StrEnum):
     REFUSED = "refused"
     REJECTED_AT_INTAKE = "rejected_at_intake"
     WITHDRAWN = "withdrawn"
-    CANCELLED = "cancelled"
     STOPPED = "stopped"
 
 
@@ -69,7 +67,6 @@ FINAL_STATUS: dict[Outcome, DossierStatus] = {
     Outcome.REFUSED: DossierStatus.RETURNED,
     Outcome.REJECTED_AT_INTAKE: DossierStatus.REJECTED_AT_INTAKE,
     Outcome.WITHDRAWN: DossierStatus.WITHDRAWN,
-    Outcome.CANCELLED: DossierStatus.STOPPED,
     Outcome.STOPPED: DossierStatus.STOPPED,
 }
 
@@ -79,8 +76,3 @@ class Role(StrEnum):
     SPECIALIST = "specialist"  # chuyên viên who appraises and drafts
     LEADER = "leader"  # lãnh đạo who approves, refuses and signs
     CERTIFIER = "certifier"  # người có thẩm quyền chứng thực
-
-
-def event_type_of(step: str) -> str:
-    """A timeline step's stable audit event type: `apology slip` -> `apology_slip`."""
-    return re.sub(r"[^a-z0-9]+", "_", step.lower()).strip("_")[:64]

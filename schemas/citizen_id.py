@@ -21,11 +21,6 @@ def citizen_id_problem(value: str) -> str | None:
     return None
 
 
-def birth_year_prefix(value: str) -> int:
-    """The century the 4th digit encodes: 0/1 for the 1900s, 2/3 for the 2000s."""
-    return 1900 if value[3] in "01" else 2000
-
-
 def masked(value: str) -> str:
     """What lists and logs show of a citizen ID: the province code and the last two digits."""
     return value[:3] + "*" * (len(value) - 5) + value[-2:]

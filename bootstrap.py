@@ -1,0 +1,163 @@
+"""The composition root: how every process of the engine is put together.
+
+The Temporal client (one address policy, one data converter), the workers of each lane with
+their activities, the workflow sandbox, and the checks made before the first dossier. Entry
+points (`worker.py`, `stack.py`, `starter.py`, `python -m api`, `python -m ops`) only parse
+their arguments and call in here.
+"""
+
+from __future__ import annotations
+
+import compileall
+import concurrent.futures
+from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+from temporalio.client import Client
+from temporalio.runtime import Runtime
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities import clock
+from activities.books import BookActivities
+from activities.documents import DocumentActivities
+from activities.notify import NotifyActivities
+from activities.payment import PaymentActivities
+from activities.portal import PortalActivities
+from activities.projection import ProjectionActivities
+from activities.registries import RegistryActivities
+from activities.webhooks import WebhookActivities
+from codec import project_converter
+from config import DEFAULT_TEMPORAL_ADDRESS, ROOT, Settings
+from domain import lanes
+from domain.calendar import CalendarDataError, default_calendar
+from domain.catalogue import CatalogueError, default_catalogue
+from schemas.catalogue import Registry
+from workflows.certification import CertificationWorkflow
+from workflows.dossier import DossierWorkflow
+from workflows.processing import ProcessingWorkflow
+
+# Pure modules the workflows import: loaded once per process instead of once per workflow run.
+PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "schemas", "domain", "holidays")
+
+
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
+WORKFLOWS: dict[str, list[type]] = {
+    lanes.INTAKE: [DossierWorkflow],
+    lanes.CERTIFICATION: [CertificationWorkflow],
+    lanes.WARD_PROCESSING: [ProcessingWorkflow],
+    lanes.CITY_PROCESSING: [ProcessingWorkflow],
+}
+
+
+def activities_for(
+    queue: str, config: Settings, http: httpx.AsyncClient
+) -> list[Callable[..., Any]]:
+    registries = RegistryActivities(config, http)
+    if queue == lanes.REGISTRY_QUEUES[Registry.POPULATION]:
+        return [registries.check_identity, registries.consult_registry]
+    if queue in lanes.REGISTRY_QUEUES.values():
+        return [registries.consult_registry]
+    if queue == lanes.PAYMENT:
+        return [PaymentActivities(config, http).collect_fee]
+    if queue == lanes.PORTAL:
+        return [PortalActivities(config, http).sync_portal]
+    if queue == lanes.SIGNING:
+        return [DocumentActivities(config, http).issue_document]
+    if queue == lanes.NOTIFY:
+        notify = NotifyActivities(config, http)
+        webhooks = WebhookActivities(config, http)
+        return [notify.notify, notify.send_by_post, webhooks.deliver_webhooks]
+    if queue in WORKFLOWS:
+        # Local activities run in the workflow's own worker.
+        return [
+            *clock.CLOCK_ACTIVITIES,
+            BookActivities(config).next_book_number,
+            ProjectionActivities(config).project,
+        ]
+    raise ValueError(f"no activities for queue {queue}")
+
+
+def build_workers(
+    client: Client,
+    config: Settings,
+    queues: Sequence[str],
+    http: httpx.AsyncClient,
+    *,
+    max_concurrent_activities: int = 100,
+    max_concurrent_workflow_tasks: int = 100,
+    max_cached_workflows: int = 1000,
+    executor: concurrent.futures.Executor | None = None,
+    workflow_runner: Any = None,
+) -> list[Worker]:
+    executor = executor or concurrent.futures.ThreadPoolExecutor(
+        max_workers=max_concurrent_activities
+    )
+    runner = workflow_runner or sandbox_runner()
+    return [
+        Worker(
+            client,
+            task_queue=queue,
+            workflows=WORKFLOWS.get(queue, []),
+            activities=activities_for(queue, config, http),
+            activity_executor=executor,
+            workflow_runner=runner,
+            max_concurrent_activities=max_concurrent_activities,
+            max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
+            # Open dossiers beyond the cache are evicted and replayed from history when
+            # they move again: memory stays bounded however many wait on officers.
+            max_cached_workflows=max_cached_workflows,
+            max_task_queue_activities_per_second=registry_rate(queue, config),
+        )
+        for queue in queues
+    ]
+
+
+def registry_rate(queue: str, config: Settings) -> float | None:
+    """The calls per second a registry's queue may dispatch, for all workers together."""
+    for registry, registry_queue in lanes.REGISTRY_QUEUES.items():
+        if queue == registry_queue:
+            return config.registry_rate_limits[registry.value]
+    return None
+
+
+def warm_up() -> None:
+    """Load the calendar and the catalogue before the first dossier, not during it; a bad
+    catalogue entry or official day stops the start here, naming the entry and the field."""
+    try:
+        default_catalogue()
+        default_calendar().is_working_day(date.today())
+    except (CatalogueError, CalendarDataError) as err:
+        raise SystemExit(f"cannot start: {err}") from err
+    cache_workflow_bytecode()
+
+
+def cache_workflow_bytecode(*packages: Path) -> None:
+    """The sandbox imports the workflow modules afresh for every dossier it runs. Without
+    bytecode on disk (PYTHONDONTWRITEBYTECODE, usual in containers) each import compiles the
+    source again, which cost a sixth of a worker's CPU in a surge: write it once at start.
+    A read-only checkout only loses that saving."""
+    for package in packages or (ROOT / "workflows",):
+        compileall.compile_dir(package, quiet=2)
+
+
+async def connect(
+    config: Settings, address: str | None = None, runtime: Runtime | None = None
+) -> Client:
+    """The one way every process reaches Temporal: TEMPORAL_ADDRESS (or the server `make run`
+    starts), the namespace, and the project's data converter, so payloads are encrypted with
+    PAYLOAD_KEYS and decode as the workers wrote them."""
+    return await Client.connect(
+        address or config.temporal_address or DEFAULT_TEMPORAL_ADDRESS,
+        namespace=config.temporal_namespace,
+        data_converter=project_converter(config.data_dir),
+        runtime=runtime,
+    )
