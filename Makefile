@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: venv run test test-instants lint demo bench worker simulators clean
+.PHONY: venv run test test-instants lint demo bench drills worker simulators clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ demo: venv
 BENCH_ARGS ?= --dossiers 5000 --baseline-dossiers 2000 --in-flight 200
 bench: venv
 	$(BIN)/python -m bench.surge $(BENCH_ARGS)
+
+# Fault drills on the production shape (README, Reliability); DRILLS_ARGS=--short in CI.
+DRILLS_ARGS ?=
+drills: venv
+	$(BIN)/python -m drills $(DRILLS_ARGS)
 
 worker: venv
 	$(BIN)/python worker.py --queues all

@@ -1,0 +1,1 @@
+"""Fault drills on the production shape: `python -m drills` (README, Reliability)."""
