@@ -58,7 +58,7 @@ OFFICER_POLL_SECONDS = 1.0
 Desk = tuple[str, str]  # unit, role
 
 
-def completed(workflow_type: str) -> str:
+def completed_query(workflow_type: str) -> str:
     """The visibility query of a workflow type's completed runs."""
     return f"WorkflowType = '{workflow_type}' AND ExecutionStatus = 'Completed'"
 
@@ -142,7 +142,7 @@ async def progress_of(
             while True:
                 bar.update(filed, completed=submitted[0])
                 with contextlib.suppress(RPCError):
-                    count = await client.count_workflows(completed(workflow_type))
+                    count = await client.count_workflows(completed_query(workflow_type))
                     bar.update(done, completed=count.count)
                 await asyncio.sleep(1)
 
@@ -158,7 +158,7 @@ async def progress_of(
 async def wait_completed(client: Client, workflow_type: str, total: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while True:
-        done = (await client.count_workflows(completed(workflow_type))).count
+        done = (await client.count_workflows(completed_query(workflow_type))).count
         if done >= total or time.monotonic() > deadline:
             return done
         await asyncio.sleep(1)
@@ -354,7 +354,7 @@ async def run_engine(
     closed_seen = [0]
     next_index = [0]
     stop = asyncio.Event()
-    query = completed("Dossier")
+    query = completed_query("Dossier")
 
     async def counter_client() -> None:
         while next_index[0] < len(submissions):

@@ -19,7 +19,7 @@ from sqlalchemy import distinct, func, select
 from temporalio.client import Client
 
 from bench.baseline import BaselinePlan
-from bench.drivers import Desk, completed
+from bench.drivers import Desk, completed_query
 from bench.processes import Processes, WorkerProcess
 from domain import lanes
 from schemas.actions import Action
@@ -151,7 +151,7 @@ def latency(
 async def closed_workflows(client: Client, workflow_type: str, origin: float) -> list[Closed]:
     """Every completed workflow of the type, from the server's own start and close times."""
     closed: list[Closed] = []
-    async for execution in client.list_workflows(completed(workflow_type), page_size=1000):
+    async for execution in client.list_workflows(completed_query(workflow_type), page_size=1000):
         if execution.close_time is None:
             continue
         lane = execution.typed_search_attributes.get(sa.LANE) or "?"
@@ -168,7 +168,7 @@ async def closed_workflows(client: Client, workflow_type: str, origin: float) ->
 async def recent_codes(client: Client, origin: float, count: int) -> list[tuple[str, str]]:
     """Up to `count` dossiers completed since `origin`, with their lanes."""
     codes: list[tuple[str, str]] = []
-    async for execution in client.list_workflows(completed("Dossier")):
+    async for execution in client.list_workflows(completed_query("Dossier")):
         if execution.start_time.timestamp() >= origin:
             lane = execution.typed_search_attributes.get(sa.LANE) or lanes.INTAKE
             codes.append((execution.id, lane))
