@@ -243,25 +243,24 @@ class BaselineDossier:
         return lambda: self._updates >= count
 
 
-WORKFLOW_QUEUES = ("intake", "certification", "ward-processing", "city-processing")
-
-
-def build_baseline_workers(client: Client, lanes: Sequence[str]) -> list[Worker]:
+def build_baseline_workers(client: Client, queues: Sequence[str]) -> list[Worker]:
     """Workers for the baseline's twin of each engine queue named (workflow lanes and one
     activity queue for everything else)."""
+    from domain import lanes  # not at the top: the sandbox imports this module for every run
+
     runner = SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules("pydantic")
     )
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
     workers: list[Worker] = []
     activity_served = False
-    for lane in lanes:
-        if lane in WORKFLOW_QUEUES:
+    for queue in queues:
+        if queue in lanes.WORKFLOW_LANES:
             workers.append(
                 Worker(
                     client,
-                    task_queue=queue_of(lane),
-                    workflows=[BaselineDossier] if lane == "intake" else [BaselineLane],
+                    task_queue=queue_of(queue),
+                    workflows=[BaselineDossier] if queue == lanes.INTAKE else [BaselineLane],
                     workflow_runner=runner,
                     activity_executor=executor,
                     max_concurrent_workflow_tasks=100,

@@ -11,7 +11,8 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
 from bench.baseline import OpKind, plan_from_histories
-from bench.surge import kinds_of, worker_processes
+from bench.drivers import kinds_of
+from bench.processes import worker_processes
 from domain import lanes
 from ops.replay import load_file
 
