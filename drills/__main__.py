@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from bench.surge import EngineDriver
+from bench.drivers import EngineDriver
 from codec import generate_key
 from config import ROOT
 from domain.catalogue import Catalogue, default_catalogue
