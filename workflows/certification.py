@@ -11,6 +11,7 @@ from schemas.exchanges import ResultKind
 from schemas.lanes import LaneJob, LaneResult
 from schemas.lifecycle import TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
+from workflows import documents
 from workflows.lane import LaneWorkflow
 from workflows.policies import LOCAL_CALL
 
@@ -22,14 +23,14 @@ with workflow.unsafe.imports_passed_through():
 class CertificationWorkflow(LaneWorkflow):
     @workflow.run
     async def run(self, job: LaneJob) -> LaneResult:
-        self._begin(job)
+        self._begin()
         filing = self.filing
         unit = filing.competent_unit.code
         action = await self._await_step(
             [(Action.CERTIFY, Role.CERTIFIER, unit), (Action.REFUSE, Role.CERTIFIER, unit)],
             status=DossierStatus.IN_PROCESSING,
             step=TimelineStep.AWAITING_CERTIFICATION,
-            note=f"{filing.submission.copies} copies, due {self.clock.due_at.isoformat()}",
+            note=f"{filing.submission.copies} copies, due {self.clock.state.due_at.isoformat()}",
         )
         if action is Action.WITHDRAW:
             return await self._withdrawn()
@@ -52,7 +53,8 @@ class CertificationWorkflow(LaneWorkflow):
             certification.officer.officer_id,
             book_entry,
         )
-        copy = await self._issue(
+        copy = await documents.issue(
+            filing,
             ResultKind.CERTIFIED_COPY,
             certification.officer,
             f"Chứng thực: {filing.procedure.name}. {book_entry}. {certification.note}".strip(),

@@ -67,6 +67,7 @@ from workflows.policies import (
     root_cause_message,
 )
 from workflows.processing import ProcessingWorkflow
+from workflows.steps import HumanSteps
 
 with workflow.unsafe.imports_passed_through():
     from activities import clock
@@ -83,16 +84,18 @@ INTAKE_CHANNEL_CODES = {"counter": 1, "online": 2, "post": 3}
 
 
 @workflow.defn(name="Dossier")
-class DossierWorkflow:
-    def __init__(self) -> None:
-        self._filing: DossierFiling | None = None
+class DossierWorkflow(HumanSteps):
+    @workflow.init
+    def __init__(self, filing: DossierFiling) -> None:
+        self.filing = filing
         self._stage = Stage.INTAKE
         self._status = DossierStatus.SUBMITTED
         self._timeline: list[TimelineEntry] = []
         self._clock: ClockState | None = None
         self._route: Route | None = None
         self._awaiting: list[AwaitedAction] = []
-        self._handled_by = ""
+        # The workflow that takes the dossier's human steps now: this one, or its lane's.
+        self._handled_by = workflow.info().workflow_id
         self._withdrawal: Withdrawal | None = None
         self._hand_over: HandOver | None = None
         self._result_ready_at: datetime | None = None
@@ -105,18 +108,17 @@ class DossierWorkflow:
 
     @workflow.run
     async def run(self, filing: DossierFiling) -> DossierResult:
-        self._filing = filing
-        self._handled_by = workflow.info().workflow_id
-
-        # Intake at the receiving unit (Decree 61/2018 arts. 17-18).
+        # Intake at the receiving unit (Decree 61/2018 arts. 17-18): completeness and
+        # identity, then the receipt with its appointment.
         refusal = await self._intake()
         if refusal is not None:
             return await self._close(Outcome.REJECTED_AT_INTAKE, refusal)
+        receipt = await self._receipt()
         if self._withdrawal is not None:
             return await self._close(Outcome.WITHDRAWN, self._withdrawal.reason)
 
         # Routing and processing at the competent unit, on its lane (Decree 118/2025 art. 4).
-        lane = await self._process()
+        lane = await self._process(receipt)
         if lane.outcome in (Outcome.WITHDRAWN, Outcome.STOPPED):
             return await self._close(lane.outcome, lane.reason)
 
@@ -128,7 +130,7 @@ class DossierWorkflow:
 
     # --- intake --------------------------------------------------------------------------------
     async def _intake(self) -> str | None:
-        """Completeness, identity, receipt with appointment. Returns the refusal reason, if any."""
+        """Completeness and identity. Returns the refusal reason, if any."""
         filing = self.filing
         submission = filing.submission
         missing = missing_documents(filing.procedure, (d.kind for d in submission.documents))
@@ -156,12 +158,18 @@ class DossierWorkflow:
             return "identity does not match the population registry: " + ", ".join(
                 identity.mismatches
             )
+        return None
+
+    async def _receipt(self) -> ClockState:
+        """The receipt and appointment slip (Circular 01/2018 form 01): the legal clock starts."""
+        filing = self.filing
         due_at = await workflow.execute_local_activity(
             clock.compute_due,
             DueRequest(received_at=filing.received_at, deadline=filing.procedure.deadline),
             start_to_close_timeout=LOCAL_CALL,
         )
-        self._clock = ClockState(due_at=due_at)
+        receipt = ClockState(due_at=due_at)
+        self._clock = receipt
         await self._record(
             DossierStatus.RECEIVED,
             TimelineStep.RECEIPT,
@@ -175,10 +183,10 @@ class DossierWorkflow:
                 f"Hồ sơ {filing.code} đã được tiếp nhận; hẹn trả {due_at:%d/%m/%Y %H:%M}",
             )
         )
-        return None
+        return receipt
 
     # --- processing on the competent unit's lane -----------------------------------------------
-    async def _process(self) -> LaneResult:
+    async def _process(self, receipt: ClockState) -> LaneResult:
         filing = self.filing
         self._route = route(filing.procedure, filing.receiving_unit, filing.competent_unit)
         self._stage = Stage.PROCESSING
@@ -191,7 +199,7 @@ class DossierWorkflow:
             f"to {filing.competent_unit.code} on {self._route.lane}",
         )
         self._handled_by = child_id
-        job = LaneJob(filing=filing, clock=self.clock)
+        job = LaneJob(filing=filing, clock=receipt)
         try:
             if certification:
                 result = await workflow.execute_child_workflow(
@@ -203,10 +211,14 @@ class DossierWorkflow:
                 )
         except ChildWorkflowError as err:
             # A lane that cannot go on (for example a refused signature) stops the dossier
-            # with its reason instead of leaving it half-done.
+            # with its reason instead of leaving it half-done; the appointment stays as the
+            # lane last reported it.
             reason = f"processing stopped: {root_cause_message(err)}"
             result = LaneResult(
-                outcome=Outcome.STOPPED, clock=self.clock, decided_at=workflow.now(), reason=reason
+                outcome=Outcome.STOPPED,
+                clock=self._clock or receipt,
+                decided_at=workflow.now(),
+                reason=reason,
             )
         # After the lane's last reports, which may still wait for the lock.
         async with self._lock:
@@ -295,53 +307,29 @@ class DossierWorkflow:
     @workflow.update
     def hand_over(self, step: HandOver) -> Acknowledgement:
         self._hand_over = step
-        return Acknowledgement(
-            action=Action.HAND_OVER, accepted_at=workflow.now(), status=self._status
-        )
+        return self._acknowledge(Action.HAND_OVER)
 
     @hand_over.validator
     def _validate_hand_over(self, step: HandOver) -> None:
-        self._check(Action.HAND_OVER, step.officer.role, step.officer.unit)
+        self._check(Action.HAND_OVER, step.officer)
 
-    @workflow.update
-    def withdraw(self, step: Withdrawal) -> Acknowledgement:
-        self._withdrawal = step
-        return Acknowledgement(
-            action=Action.WITHDRAW, accepted_at=workflow.now(), status=self._status
-        )
-
-    @withdraw.validator
-    def _validate_withdraw(self, step: Withdrawal) -> None:
-        if self._stage is not Stage.INTAKE or self._withdrawal is not None:
-            raise ValueError(
-                f"withdraw: dossier {self.filing.code} is past intake; a withdrawal goes to "
-                f"{self._handled_by} while the competent unit holds it, and is impossible after "
-                "the decision"
-            )
-        if (
-            step.officer.role != Role.COUNTER_OFFICER
-            or step.officer.unit != self.filing.receiving_unit.code
-        ):
-            raise ValueError(
-                f"withdraw needs role {Role.COUNTER_OFFICER.value} "
-                f"at {self.filing.receiving_unit.code}"
-            )
-
-    def _check(self, action: Action, role: str, unit: str) -> None:
+    def _awaited(self, action: Action) -> AwaitedAction:
+        if action is Action.WITHDRAW:
+            # While the competent unit holds the dossier, its lane takes the withdrawal.
+            if self._stage is not Stage.INTAKE or self._withdrawal is not None:
+                raise ValueError(
+                    f"withdraw: dossier {self.filing.code} is past intake; a withdrawal goes "
+                    f"to {self._handled_by} while the competent unit holds it, and is "
+                    "impossible after the decision"
+                )
+            return self._withdrawal_awaited(since=self.filing.received_at)
         awaited = next((a for a in self._awaiting if a.action == action.value), None)
         if awaited is None or self._stage is not Stage.RETURN:
             raise ValueError(
                 f"{action.value} is not possible now: dossier {self.filing.code} is "
                 f"{self._status.value} at stage {self._stage.value}"
             )
-        if role != awaited.role:
-            raise ValueError(
-                f"{action.value} needs role {awaited.role}; the officer acts as {role}"
-            )
-        if unit != awaited.unit:
-            raise ValueError(
-                f"{action.value} is taken at unit {awaited.unit}; the officer belongs to {unit}"
-            )
+        return awaited
 
     # --- closing -------------------------------------------------------------------------------
     async def _close(
@@ -529,16 +517,6 @@ class DossierWorkflow:
         workflow.upsert_search_attributes(wanted)
 
     # --- queries -------------------------------------------------------------------------------
-    @property
-    def filing(self) -> DossierFiling:
-        assert self._filing is not None
-        return self._filing
-
-    @property
-    def clock(self) -> ClockState:
-        assert self._clock is not None
-        return self._clock
-
     @workflow.query
     def status(self) -> DossierView:
         filing = self.filing

@@ -1,41 +1,29 @@
-"""What both processing lanes share: the legal clock, human steps and progress reports.
+"""What both processing lanes share: human steps, progress reports and the legal clock.
 
 A lane is a child of the dossier workflow, on its own task queue. It owns the dossier while
-the competent unit works on it, so it owns the legal clock too: the appointment can only
-move (supplement, apology) while the unit holds the dossier.
+the competent unit works on it, so it owns the legal clock too (workflows/clock.py): the
+appointment can only move (supplement, apology) while the unit holds the dossier.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import datetime
 
 from temporalio import workflow
 
 from schemas.actions import Acknowledgement, Action, Claim, Refusal, Step, Withdrawal
-from schemas.catalogue import SupplementRule
-from schemas.dossier import AwaitedAction, ClockState, DossierFiling, Officer, TimelineEntry
-from schemas.exchanges import (
-    ClockMarks,
-    DueRequest,
-    FeeRequest,
-    IssuedDocument,
-    IssueRequest,
-    MarksRequest,
-    ResultDraft,
-    ResultKind,
-    ShiftRequest,
-)
+from schemas.dossier import AwaitedAction, DossierFiling, TimelineEntry
+from schemas.exchanges import FeeRequest, IssuedDocument, ResultKind
 from schemas.lanes import LaneJob, LaneResult, ProgressEvent
 from schemas.lifecycle import PROGRESS_SIGNAL, TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
-from workflows import notices
-from workflows.policies import LOCAL_CALL, REGISTRY_CALL, SIGNING_CALL, TRANSIENT
+from workflows import documents
+from workflows.clock import LegalClock
+from workflows.policies import REGISTRY_CALL, TRANSIENT
+from workflows.steps import HumanSteps
 
 with workflow.unsafe.imports_passed_through():
-    from activities import clock
-    from activities.documents import DocumentActivities
     from activities.payment import PaymentActivities
     from domain import lanes
     from domain.catalogue import billable_pages, fee_vnd
@@ -43,20 +31,10 @@ with workflow.unsafe.imports_passed_through():
 SYSTEM = "system"
 
 
-class Mark(StrEnum):
-    WARN = "warn"
-    APOLOGIZE = "apologize"
-    OVERDUE = "overdue"
-
-
-class LaneWorkflow:
-    def __init__(self) -> None:
-        self._job: LaneJob | None = None
-        self._clock: ClockState | None = None
-        self._marks: ClockMarks | None = None
-        self._marks_due: datetime | None = None
-        self._paused_at: datetime | None = None
-        self._clock_version = 0
+class LaneWorkflow(HumanSteps):
+    @workflow.init
+    def __init__(self, job: LaneJob) -> None:
+        self.filing: DossierFiling = job.filing
         self._status = DossierStatus.IN_PROCESSING
         self._awaiting: list[AwaitedAction] = []
         # What the dossier last told its parent it awaits: the clock's own events repeat it,
@@ -65,32 +43,15 @@ class LaneWorkflow:
         self._steps: dict[Action, Step] = {}
         self._withdrawal: Withdrawal | None = None
         self._decided = False
-        self._finished = False
         self._lock = asyncio.Lock()
-        self._clock_task: asyncio.Task[None] | None = None
+        self.clock = LegalClock(job.filing, job.clock, self._lock, self._report_mark)
 
-    # --- the dossier this lane works on ---------------------------------------------------
-    @property
-    def job(self) -> LaneJob:
-        assert self._job is not None
-        return self._job
-
-    @property
-    def filing(self) -> DossierFiling:
-        return self.job.filing
-
-    @property
-    def clock(self) -> ClockState:
-        assert self._clock is not None
-        return self._clock
-
-    def _begin(self, job: LaneJob) -> None:
-        self._job = job
-        self._clock = job.clock
+    def _begin(self) -> None:
+        """The unit takes the dossier: counted per lane and unit, and its clock runs."""
         workflow.metric_meter().create_counter(
             "dossiers_in_lane", "Dossiers that entered a processing lane"
-        ).add(1, {"lane": workflow.info().task_queue, "unit": job.filing.competent_unit.code})
-        self._clock_task = asyncio.create_task(self._run_clock())
+        ).add(1, {"lane": workflow.info().task_queue, "unit": self.filing.competent_unit.code})
+        self.clock.start()
 
     async def _finish(
         self,
@@ -100,13 +61,11 @@ class LaneWorkflow:
         documents: list[IssuedDocument] | None = None,
         fee_paid_vnd: int = 0,
     ) -> LaneResult:
-        self._finished = True
-        if self._clock_task is not None:
-            self._clock_task.cancel()
+        self.clock.close()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return LaneResult(
             outcome=outcome,
-            clock=self.clock,
+            clock=self.clock.state,
             decided_at=workflow.now(),
             reason=reason,
             documents=documents or [],
@@ -117,8 +76,8 @@ class LaneWorkflow:
         """Circular 01/2018 form 03: the refusal notice, signed, states the reason."""
         refusal = self._take(Action.REFUSE)
         assert isinstance(refusal, Refusal)
-        notice = await self._issue(
-            ResultKind.REFUSAL_NOTICE, refusal.officer, refusal.reason, e_sign=True
+        notice = await documents.issue(
+            self.filing, ResultKind.REFUSAL_NOTICE, refusal.officer, refusal.reason, e_sign=True
         )
         return await self._finish(Outcome.REFUSED, reason=refusal.reason, documents=[notice])
 
@@ -158,101 +117,21 @@ class LaneWorkflow:
                 step=step,
                 actor=actor,
                 note=note,
-                due_at=self.clock.due_at,
+                due_at=self.clock.state.due_at,
                 awaiting=self._reported,
             ),
-            clock=self.clock,
+            clock=self.clock.state,
         )
         await workflow.get_external_workflow_handle(parent.workflow_id).signal(
             PROGRESS_SIGNAL, event
         )
 
-    # --- human steps ------------------------------------------------------------------------
-    async def _await_step(
-        self,
-        expected: list[tuple[Action, Role, str]],
-        *,
-        status: DossierStatus,
-        step: str,
-        actor: str = SYSTEM,
-        note: str = "",
-        at: datetime | None = None,
-    ) -> Action:
-        """Report what the dossier now waits for, then wait for one of those steps or a
-        withdrawal. Returns the action taken."""
-        now = workflow.now()
-        self._awaiting = [
-            AwaitedAction(action=action.value, role=role.value, unit=unit, since=now)
-            for action, role, unit in expected
-        ]
-        if not self._decided:
-            self._awaiting.append(
-                AwaitedAction(
-                    action=Action.WITHDRAW.value,
-                    role=Role.COUNTER_OFFICER.value,
-                    unit=self.filing.receiving_unit.code,
-                    since=now,
-                )
-            )
-        await self._report(status, step, actor, note, at)
-        actions = [action for action, _, _ in expected]
-        await workflow.wait_condition(
-            lambda: self._withdrawal is not None or any(a in self._steps for a in actions)
-        )
-        self._awaiting = []
-        if self._withdrawal is not None:
-            return Action.WITHDRAW
-        return next(a for a in actions if a in self._steps)
+    async def _report_mark(self, step: TimelineStep, note: str) -> None:
+        """A mark of the legal clock, sent under the lock the clock holds: the status and what
+        the dossier awaits stay as last reported."""
+        await self._send(self._status, step, SYSTEM, note, awaiting=self._reported)
 
-    def _check(self, action: Action, officer: Officer) -> None:
-        """Validator core: the step must be awaited, by this role, at this unit."""
-        awaited = next((a for a in self._awaiting if a.action == action.value), None)
-        if awaited is None:
-            waiting = ", ".join(
-                f"{a.action} by {a.role} at {a.unit}"
-                for a in self._awaiting
-                if a.action != Action.WITHDRAW.value
-            )
-            raise ValueError(
-                f"{action.value} is not possible now: dossier {self.filing.code} is "
-                f"{self._status.value} and awaits {waiting or 'no officer action'}"
-            )
-        if officer.role != awaited.role:
-            raise ValueError(
-                f"{action.value} needs role {awaited.role}; officer {officer.officer_id} "
-                f"acts as {officer.role}"
-            )
-        if officer.unit != awaited.unit:
-            raise ValueError(
-                f"{action.value} is taken at unit {awaited.unit}; officer {officer.officer_id} "
-                f"belongs to {officer.unit}"
-            )
-
-    def _accept(self, action: Action, step: Step) -> Acknowledgement:
-        self._steps[action] = step
-        return Acknowledgement(action=action, accepted_at=workflow.now(), status=self._status)
-
-    def _take(self, action: Action) -> Step:
-        return self._steps.pop(action)
-
-    @workflow.update
-    def withdraw(self, request: Withdrawal) -> Acknowledgement:
-        self._withdrawal = request
-        return Acknowledgement(
-            action=Action.WITHDRAW, accepted_at=workflow.now(), status=self._status
-        )
-
-    @withdraw.validator
-    def _validate_withdraw(self, request: Withdrawal) -> None:
-        if self._decided:
-            raise ValueError(
-                f"withdrawal is possible only before the decision; dossier {self.filing.code} "
-                "has been decided"
-            )
-        if self._withdrawal is not None:
-            raise ValueError(f"dossier {self.filing.code} is already being withdrawn")
-        self._check(Action.WITHDRAW, request.officer)
-
+    # --- fees ---------------------------------------------------------------------------------
     async def _collect_fee(self) -> int:
         filing = self.filing
         pages = billable_pages(
@@ -284,6 +163,65 @@ class LaneWorkflow:
         )
         return receipt.amount_vnd
 
+    # --- human steps ------------------------------------------------------------------------
+    async def _await_step(
+        self,
+        expected: list[tuple[Action, Role, str]],
+        *,
+        status: DossierStatus,
+        step: str,
+        actor: str = SYSTEM,
+        note: str = "",
+        at: datetime | None = None,
+    ) -> Action:
+        """Report what the dossier now waits for, then wait for one of those steps or a
+        withdrawal. Returns the action taken."""
+        now = workflow.now()
+        self._awaiting = [
+            AwaitedAction(action=action.value, role=role.value, unit=unit, since=now)
+            for action, role, unit in expected
+        ]
+        if not self._decided:
+            self._awaiting.append(self._withdrawal_awaited(since=now))
+        await self._report(status, step, actor, note, at)
+        actions = [action for action, _, _ in expected]
+        await workflow.wait_condition(
+            lambda: self._withdrawal is not None or any(a in self._steps for a in actions)
+        )
+        self._awaiting = []
+        if self._withdrawal is not None:
+            return Action.WITHDRAW
+        return next(a for a in actions if a in self._steps)
+
+    def _awaited(self, action: Action) -> AwaitedAction:
+        if action is Action.WITHDRAW:
+            if self._decided:
+                raise ValueError(
+                    f"withdrawal is possible only before the decision; dossier "
+                    f"{self.filing.code} has been decided"
+                )
+            if self._withdrawal is not None:
+                raise ValueError(f"dossier {self.filing.code} is already being withdrawn")
+        awaited = next((a for a in self._awaiting if a.action == action.value), None)
+        if awaited is None:
+            waiting = ", ".join(
+                f"{a.action} by {a.role} at {a.unit}"
+                for a in self._awaiting
+                if a.action != Action.WITHDRAW.value
+            )
+            raise ValueError(
+                f"{action.value} is not possible now: dossier {self.filing.code} is "
+                f"{self._status.value} and awaits {waiting or 'no officer action'}"
+            )
+        return awaited
+
+    def _accept(self, action: Action, step: Step) -> Acknowledgement:
+        self._steps[action] = step
+        return self._acknowledge(action)
+
+    def _take(self, action: Action) -> Step:
+        return self._steps.pop(action)
+
     @workflow.update
     def refuse(self, step: Refusal) -> Acknowledgement:
         return self._accept(Action.REFUSE, step)
@@ -304,7 +242,7 @@ class LaneWorkflow:
             officer.officer_id,
             f"{officer.role} at {officer.unit}",
         )
-        return Acknowledgement(action=Action.CLAIM, accepted_at=workflow.now(), status=self._status)
+        return self._acknowledge(Action.CLAIM)
 
     @claim.validator
     def _validate_claim(self, step: Claim) -> None:
@@ -324,195 +262,3 @@ class LaneWorkflow:
         taken = next((a.claimed_by for a in mine if a.claimed_by), None)
         if taken is not None and taken != officer.officer_id:
             raise ValueError(f"claim: the task is already claimed by {taken}")
-
-    # --- documents and notices ----------------------------------------------------------------
-    async def _issue(
-        self, kind: ResultKind, officer: Officer, text: str, *, e_sign: bool
-    ) -> IssuedDocument:
-        filing = self.filing
-        draft = ResultDraft(
-            dossier_code=filing.code,
-            kind=kind,
-            procedure_code=filing.procedure.code,
-            procedure_name=filing.procedure.name,
-            applicant_name=filing.submission.applicant.full_name,
-            competent_unit=filing.competent_unit.name,
-            decided_by=officer,
-            decided_at=workflow.now(),
-            text=text,
-        )
-        return await workflow.execute_activity_method(
-            DocumentActivities.issue_document,
-            IssueRequest(draft=draft, e_sign=e_sign),
-            task_queue=lanes.SIGNING,
-            start_to_close_timeout=SIGNING_CALL,
-            retry_policy=TRANSIENT,
-        )
-
-    # --- the legal clock ------------------------------------------------------------------------
-    async def _stop_clock(self) -> datetime:
-        """Supplement requested: the clock waits for the citizen (Decree 61/2018 art. 18).
-        Returns the instant it stopped."""
-        async with self._lock:
-            self._paused_at = workflow.now()
-            self.clock.running = False
-            self._clock_version += 1
-            return self._paused_at
-
-    async def _resume_clock(self) -> datetime:
-        """The complete dossier is back: restart (the decree) or resume (pause rule).
-        Returns the instant the clock counts from again."""
-        async with self._lock:
-            return await self._move_due_after_supplement()
-
-    async def _move_due_after_supplement(self) -> datetime:
-        procedure = self.filing.procedure
-        now = workflow.now()
-        assert self._paused_at is not None
-        if procedure.supplement_rule is SupplementRule.RESTART:
-            # The processing time counts again, whole, from the complete dossier.
-            due = await workflow.execute_local_activity(
-                clock.compute_due,
-                DueRequest(received_at=now, deadline=procedure.deadline),
-                start_to_close_timeout=LOCAL_CALL,
-            )
-        else:
-            # The appointment moves back by exactly the working time spent waiting.
-            waited = await workflow.execute_local_activity(
-                clock.working_seconds_between,
-                ShiftRequest(start=self._paused_at, end=now),
-                start_to_close_timeout=LOCAL_CALL,
-            )
-            due = await workflow.execute_local_activity(
-                clock.add_working_seconds,
-                ShiftRequest(start=self.clock.due_at, working_seconds=waited),
-                start_to_close_timeout=LOCAL_CALL,
-            )
-            self.clock.paused_working_seconds += waited
-        self.clock.due_at = due
-        self.clock.running = True
-        self.clock.warned = False
-        self.clock.overdue = False
-        self._paused_at = None
-        self._clock_version += 1
-        return now
-
-    async def _run_clock(self) -> None:
-        """Near-due warning, the apology slip (once), then overdue, each at its time."""
-        while not self._finished:
-            version = self._clock_version
-
-            def changed(version: int = version) -> bool:
-                return self._clock_version != version or self._finished
-
-            if not self.clock.running:
-                await workflow.wait_condition(changed)
-                continue
-            marks = await self._current_marks()
-            pending = [
-                (at, mark)
-                for at, mark, done in (
-                    (marks.warn_at, Mark.WARN, self.clock.warned),
-                    (marks.apologize_at, Mark.APOLOGIZE, self.clock.apologized),
-                    (self.clock.due_at, Mark.OVERDUE, self.clock.overdue),
-                )
-                if not done
-            ]
-            if not pending:
-                await workflow.wait_condition(changed)
-                continue
-            at, mark = min(pending)
-            delay = (at - workflow.now()).total_seconds()
-            if delay > 0:
-                try:
-                    await workflow.wait_condition(changed, timeout=timedelta(seconds=delay))
-                    continue
-                except TimeoutError:
-                    pass
-            async with self._lock:
-                if changed():
-                    continue
-                await self._on_mark(mark)
-
-    async def _current_marks(self) -> ClockMarks:
-        if self._marks is None or self._marks_due != self.clock.due_at:
-            self._marks = await workflow.execute_local_activity(
-                clock.clock_marks,
-                MarksRequest(
-                    received_at=self.filing.received_at,
-                    due_at=self.clock.due_at,
-                    deadline=self.filing.procedure.deadline,
-                ),
-                start_to_close_timeout=LOCAL_CALL,
-            )
-            self._marks_due = self.clock.due_at
-        return self._marks
-
-    async def _on_mark(self, mark: Mark) -> None:
-        code = self.filing.code
-        if mark is Mark.WARN:
-            self.clock.warned = True
-            unit = self.filing.competent_unit
-            await notices.send(
-                notices.to_unit(
-                    self.filing,
-                    unit,
-                    "near_due",
-                    f"Hồ sơ {code} sắp đến hạn {self.clock.due_at:%d/%m/%Y %H:%M}",
-                )
-            )
-            await self._send(
-                self._status,
-                TimelineStep.NEAR_DUE_WARNING,
-                SYSTEM,
-                f"due {self.clock.due_at}",
-                awaiting=self._reported,
-            )
-            return
-        if mark is Mark.OVERDUE:
-            self.clock.overdue = True
-            await self._send(
-                self._status,
-                TimelineStep.OVERDUE,
-                SYSTEM,
-                f"appointment {self.clock.due_at} passed",
-                awaiting=self._reported,
-            )
-            return
-        # Decree 61/2018 art. 19: at least a working day before the deadline, a dossier that
-        # will be late gets one apology slip with a new appointment, and counts as late.
-        new_due = await workflow.execute_local_activity(
-            clock.apology_appointment,
-            DueRequest(received_at=self.clock.due_at, deadline=self.filing.procedure.deadline),
-            start_to_close_timeout=LOCAL_CALL,
-        )
-        old_due = self.clock.due_at
-        self.clock.apologized = True
-        self.clock.due_at = new_due
-        self._clock_version += 1
-        unit = self.filing.competent_unit
-        slip = await self._issue(
-            ResultKind.APOLOGY_SLIP,
-            Officer(
-                officer_id=f"unit:{unit.code}",
-                full_name=unit.name,
-                role=Role.LEADER,
-                unit=unit.code,
-            ),
-            f"Xin lỗi: hồ sơ {code} chưa giải quyết xong đúng hẹn {old_due:%d/%m/%Y %H:%M}; "
-            f"hẹn lại ngày {new_due:%d/%m/%Y %H:%M}.",
-            e_sign=False,
-        )
-        await notices.send(
-            notices.to_applicant(
-                self.filing, "apology_slip", f"Hồ sơ {code}: hẹn lại {new_due:%d/%m/%Y}"
-            )
-        )
-        await self._send(
-            self._status,
-            TimelineStep.APOLOGY_SLIP,
-            SYSTEM,
-            f"new appointment {new_due.isoformat()} (was {old_due.isoformat()}); "
-            f"slip {slip.sha256[:12]}",
-            awaiting=self._reported,
-        )

@@ -24,7 +24,7 @@ from schemas.exchanges import RegistryConsultation, RegistryFinding, ResultKind
 from schemas.lanes import LaneJob, LaneResult
 from schemas.lifecycle import TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
-from workflows import notices
+from workflows import documents, notices
 from workflows.lane import SYSTEM, LaneWorkflow
 from workflows.policies import REGISTRY_CALL, TRANSIENT, is_rejection, rejection_message
 
@@ -35,13 +35,14 @@ with workflow.unsafe.imports_passed_through():
 
 @workflow.defn(name="Processing")
 class ProcessingWorkflow(LaneWorkflow):
-    def __init__(self) -> None:
-        super().__init__()
+    @workflow.init
+    def __init__(self, job: LaneJob) -> None:
+        super().__init__(job)
         self._missing: list[str] = []
 
     @workflow.run
     async def run(self, job: LaneJob) -> LaneResult:
-        self._begin(job)
+        self._begin()
         filing = self.filing
         unit = filing.competent_unit.code
         findings = await self._consult_registries()
@@ -73,7 +74,7 @@ class ProcessingWorkflow(LaneWorkflow):
                 return await self._withdrawn()
             supplement, since = supplied
             step, actor = TimelineStep.SUPPLEMENT_RECEIVED, supplement.officer.officer_id
-            note = f"appointment now {self.clock.due_at.isoformat()}"
+            note = f"appointment now {self.clock.state.due_at.isoformat()}"
 
         appraisal = self._take(Action.APPRAISE)
         assert isinstance(appraisal, Appraisal)
@@ -98,7 +99,8 @@ class ProcessingWorkflow(LaneWorkflow):
             approval.officer.officer_id,
             approval.note,
         )
-        decision = await self._issue(
+        decision = await documents.issue(
+            filing,
             ResultKind.DECISION,
             approval.officer,
             f"Phê duyệt: {filing.procedure.name}. {approval.note}".strip(),
@@ -150,7 +152,7 @@ class ProcessingWorkflow(LaneWorkflow):
         request = self._take(Action.REQUEST_SUPPLEMENT)
         assert isinstance(request, SupplementRequest)
         self._missing = list(request.missing)
-        stopped_at = await self._stop_clock()
+        stopped_at = await self.clock.stop()
         await notices.send(
             notices.to_applicant(
                 self.filing,
@@ -171,7 +173,7 @@ class ProcessingWorkflow(LaneWorkflow):
         supplement = self._take(Action.PROVIDE_SUPPLEMENT)
         assert isinstance(supplement, Supplement)
         self._missing = []
-        resumed_at = await self._resume_clock()
+        resumed_at = await self.clock.resume()
         return supplement, resumed_at
 
     # --- human steps -----------------------------------------------------------------------

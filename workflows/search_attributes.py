@@ -14,13 +14,3 @@ DUE_AT = SearchAttributeKey.for_datetime("DossierDueAt")
 OVERDUE = SearchAttributeKey.for_bool("DossierOverdue")
 
 ALL = (PROCEDURE, RECEIVING_UNIT, COMPETENT_UNIT, TIER, LANE, STATUS, DUE_AT, OVERDUE)
-
-_CLI_TYPES = {"KEYWORD": "Keyword", "DATETIME": "Datetime", "BOOL": "Bool"}
-
-
-def dev_server_args() -> list[str]:
-    """`--search-attribute Name=Type` flags that register them on `temporal server start-dev`."""
-    args: list[str] = []
-    for key in ALL:
-        args += ["--search-attribute", f"{key.name}={_CLI_TYPES[key.indexed_value_type.name]}"]
-    return args
