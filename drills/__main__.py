@@ -379,7 +379,15 @@ async def bad_deploy(dossiers: int, timing: Timing, database_kind: str, out: Pat
             )
             api.headers["Authorization"] = f"Bearer {issued.key}"
             await file_all(run, api, asyncio.Event())
-        await asyncio.sleep(3)  # the lanes start and wait for their officers
+        # Every dossier reaches its lane, where it waits for an officer: the running
+        # workflows the release must not break.
+        client = await shape.wait_temporal()
+        lanes_query = "WorkflowType != 'Dossier' AND ExecutionStatus = 'Running'"
+        deadline = time.monotonic() + 120
+        while (await client.count_workflows(lanes_query)).count < len(run.answered):
+            if time.monotonic() > deadline:
+                raise TimeoutError("drills: the dossiers never reached their lanes")
+            await asyncio.sleep(1)
         shutil.copytree(
             ROOT, release, ignore=shutil.ignore_patterns(".venv", "data", ".git", "*_cache")
         )
