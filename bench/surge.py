@@ -52,6 +52,7 @@ from codec import generate_key
 from config import ROOT
 from domain import lanes
 from domain.catalogue import Catalogue, default_catalogue
+from embedded import start_dev_server
 from samples import applicant_of
 from schemas.catalogue import DeliveryChannel, Registry
 from schemas.dossier import DossierSubmission, SubmittedDocument
@@ -59,7 +60,6 @@ from schemas.statuses import Role
 from services.dossiers import prepare_filing
 from simulators.process import free_ports, running_simulators
 from simulators.seed import sample_citizens, sample_civil_packages
-from stack import start_dev_server
 from store import api_keys
 from store.db import engine_for
 from store.startup import prepare_database
