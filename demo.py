@@ -47,7 +47,7 @@ from schemas.actions import (
 from schemas.dossier import AwaitedAction, DossierView, Officer, SubmittedDocument
 from schemas.statuses import Stage
 from services import dossiers
-from store.db import engine_for
+from store.db import dispose_all, engine_for
 from store.startup import prepare_database
 from store.tables import dossiers as dossier_rows
 
@@ -248,10 +248,15 @@ async def check_read_model(client: Client, database_url: str, views: list[Dossie
 async def demo(count: int, timeout: float) -> int:
     """Against TEMPORAL_ADDRESS when it is set, else on an embedded stack of its own."""
     config = settings()
-    if config.temporal_address:
-        await prepare_database(config.database_url)
-        client = await connect(config)
-        return await run_demo(client, count, config.database_url, timeout)
-    with tempfile.TemporaryDirectory(prefix="dossier-demo-") as tmp:
-        async with embedded(Path(tmp)) as stack:
-            return await run_demo(stack.client, count, stack.settings.database_url, timeout)
+    try:
+        if config.temporal_address:
+            await prepare_database(config.database_url)
+            client = await connect(config)
+            return await run_demo(client, count, config.database_url, timeout)
+        with tempfile.TemporaryDirectory(prefix="dossier-demo-") as tmp:
+            async with embedded(Path(tmp)) as stack:
+                return await run_demo(stack.client, count, stack.settings.database_url, timeout)
+    finally:
+        # Closed before the interpreter exits: a database thread left running then can
+        # abort the process after the report.
+        await dispose_all()

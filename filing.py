@@ -14,6 +14,7 @@ from config import settings
 from domain.catalogue import default_catalogue
 from schemas.dossier import DossierSubmission
 from services import dossiers
+from store.db import dispose_all
 from store.startup import prepare_database
 
 
@@ -42,5 +43,9 @@ async def submit_file(path: Path, submission: DossierSubmission) -> int:
     except dossiers.FilingError as err:
         print(f"{path}: {err.field}: {err.rule}", file=sys.stderr)
         return 2
+    finally:
+        # Closed before the interpreter exits: a database thread left running then can
+        # abort the process after the dossier was filed.
+        await dispose_all()
     print(receipt.model_dump_json(indent=2))
     return 0
