@@ -1,29 +1,37 @@
 """The composition root: how every process of the engine is put together.
 
 The Temporal client (one address policy, one data converter), the workers of each lane with
-their activities, the workflow sandbox, and the checks made before the first dossier. Entry
+their activities, the workflow sandbox, the checks made before the first dossier, and the
+run of a worker process. Settings come from `config`, the environment's only reader. Entry
 points (`worker.py`, `stack.py`, `starter.py`, `python -m api`, `python -m ops`) only parse
-their arguments and call in here.
+their arguments and call in here, or into `embedded` (the stack of `make run` and the demo),
+`demo` and `filing`, which build on this module.
 """
 
 from __future__ import annotations
 
+import asyncio
 import compileall
 import concurrent.futures
-from collections.abc import Callable, Sequence
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+import logs
 from activities import clock
 from activities.books import BookActivities
 from activities.documents import DocumentActivities
+from activities.http import new_http_client
 from activities.notify import NotifyActivities
 from activities.payment import PaymentActivities
 from activities.portal import PortalActivities
@@ -35,7 +43,9 @@ from config import DEFAULT_TEMPORAL_ADDRESS, ROOT, Settings
 from domain import lanes
 from domain.calendar import CalendarDataError, default_calendar
 from domain.catalogue import CatalogueError, default_catalogue
+from metrics import runtime_with_metrics
 from schemas.catalogue import Registry
+from store.startup import prepare_database
 from workflows.certification import CertificationWorkflow
 from workflows.dossier import DossierWorkflow
 from workflows.processing import ProcessingWorkflow
@@ -86,20 +96,33 @@ def activities_for(
     raise ValueError(f"no activities for queue {queue}")
 
 
+class WorkerLimits(BaseModel):
+    """What one worker process takes on at once, per lane (`worker.py --max-...`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_concurrent_activities: int = 100
+    max_concurrent_workflow_tasks: int = 100
+    # Open dossiers beyond the cache are evicted and replayed from history when they move
+    # again: memory stays bounded however many wait on officers.
+    max_cached_workflows: int = 1000
+
+
+DEFAULT_LIMITS = WorkerLimits()
+
+
 def build_workers(
     client: Client,
     config: Settings,
     queues: Sequence[str],
     http: httpx.AsyncClient,
     *,
-    max_concurrent_activities: int = 100,
-    max_concurrent_workflow_tasks: int = 100,
-    max_cached_workflows: int = 1000,
+    limits: WorkerLimits = DEFAULT_LIMITS,
     executor: concurrent.futures.Executor | None = None,
     workflow_runner: Any = None,
 ) -> list[Worker]:
     executor = executor or concurrent.futures.ThreadPoolExecutor(
-        max_workers=max_concurrent_activities
+        max_workers=limits.max_concurrent_activities
     )
     runner = workflow_runner or sandbox_runner()
     return [
@@ -110,11 +133,9 @@ def build_workers(
             activities=activities_for(queue, config, http),
             activity_executor=executor,
             workflow_runner=runner,
-            max_concurrent_activities=max_concurrent_activities,
-            max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
-            # Open dossiers beyond the cache are evicted and replayed from history when
-            # they move again: memory stays bounded however many wait on officers.
-            max_cached_workflows=max_cached_workflows,
+            max_concurrent_activities=limits.max_concurrent_activities,
+            max_concurrent_workflow_tasks=limits.max_concurrent_workflow_tasks,
+            max_cached_workflows=limits.max_cached_workflows,
             max_task_queue_activities_per_second=registry_rate(queue, config),
         )
         for queue in queues
@@ -161,3 +182,40 @@ async def connect(
         data_converter=project_converter(config.data_dir),
         runtime=runtime,
     )
+
+
+@contextlib.asynccontextmanager
+async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
+    """The workers polling their queues for the block; at its end each finishes the tasks it
+    holds before the block is left."""
+    runs = [asyncio.create_task(w.run()) for w in workers]
+    try:
+        yield
+    finally:
+        await asyncio.gather(*(w.shutdown() for w in workers))
+        await asyncio.gather(*runs, return_exceptions=True)
+
+
+async def serve_lanes(
+    config: Settings,
+    queues: Sequence[str],
+    limits: WorkerLimits,
+    *,
+    metrics_port: int | None = None,
+) -> None:
+    """A worker process: the checks before the first dossier, the database migrated, then
+    the workers of `queues` until SIGINT or SIGTERM."""
+    logs.configure(config.log_level)
+    warm_up()
+    await prepare_database(config.database_url)
+    runtime = runtime_with_metrics(metrics_port) if metrics_port else None
+    client = await connect(config, runtime=runtime)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with new_http_client(config.registry_urls.values()) as http:
+        async with running(build_workers(client, config, queues, http, limits=limits)):
+            address = client.service_client.config.target_host
+            print(f"worker: serving {', '.join(queues)} on {address}", flush=True)
+            await stop.wait()

@@ -1,12 +1,22 @@
-"""Configuration, only from environment variables, each with a working default."""
+"""Configuration, only from environment variables, each with a working default.
+
+The one place that reads the environment, for three kinds of process:
+- `settings()`: the engine (workers, the API, the stack, the starter, ops);
+- `load_codec_settings()`: payload keys and the codec server, which decode histories
+  without the rest of the engine's configuration;
+- `load_simulator_settings()`: the registry simulators, stand-ins for outside services
+  that share nothing with the engine but DATA_DIR.
+A value that cannot be read stops the start with a message naming the variable.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 ROOT = Path(__file__).resolve().parent
 # The server `make run` starts: where workers, the API and ops look when TEMPORAL_ADDRESS is
@@ -25,32 +35,6 @@ SIMULATOR_PORTS: dict[str, int] = {
     "signing": 8708,
 }
 
-
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    temporal_address: str | None  # None: start an embedded dev server
-    temporal_namespace: str
-    data_dir: Path
-    database_url: str
-    registry_urls: dict[str, str]
-    # Calls per second each registry may receive from all workers together; the server
-    # enforces it per task queue, so a surge queues dossiers instead of drowning a registry.
-    registry_rate_limits: dict[str, float]
-    civil_status_token: str
-    payment_checksum_secret: str
-    api_port: int
-    log_level: str
-
-    def url(self, service: str) -> str:
-        return self.registry_urls[service]
-
-
-def _env_url(service: str, host: str) -> str:
-    override = os.environ.get(f"{service.upper()}_URL")
-    return override or f"http://{host}:{SIMULATOR_PORTS[service]}"
-
-
 # Calls per second to each national registry unless REGISTRY_RATE_LIMITS says otherwise
 # (`population=80,land=10`): what a registry's operator grants one province's systems.
 DEFAULT_REGISTRY_RATE_LIMITS: dict[str, float] = {
@@ -59,6 +43,94 @@ DEFAULT_REGISTRY_RATE_LIMITS: dict[str, float] = {
     "land": 10.0,
     "business": 20.0,
 }
+
+# The Web UI of `make run`: the only page allowed to call the codec server by default.
+DEFAULT_CODEC_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    temporal_address: str | None  # None: start an embedded dev server
+    temporal_namespace: str
+    # Ports of the dev server `make run` starts when TEMPORAL_ADDRESS is unset.
+    temporal_port: int
+    temporal_ui_port: int
+    data_dir: Path
+    database_url: str
+    registry_urls: dict[str, str]
+    # Calls per second each registry may receive from all workers together; the server
+    # enforces it per task queue, so a surge queues dossiers instead of drowning a registry.
+    registry_rate_limits: dict[str, float]
+    civil_status_token: str = Field(repr=False)
+    payment_checksum_secret: str = Field(repr=False)
+    api_host: str
+    api_port: int
+    api_max_body_bytes: int
+    # Open dossiers a worker keeps in memory; the others are replayed when they move.
+    worker_max_cached_workflows: int
+    worker_metrics_port: int | None  # None: no Prometheus endpoint
+    log_level: str
+
+    def url(self, service: str) -> str:
+        return self.registry_urls[service]
+
+
+class CodecSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    # `id:base64url` entries, the first encrypts; None: the development key under data_dir.
+    payload_keys: str | None = Field(repr=False)
+    data_dir: Path
+    host: str
+    port: int
+    # Bearer tokens of the codec server; none: it answers local clients only.
+    tokens: tuple[str, ...] = Field(repr=False)
+    cors_origins: tuple[str, ...]
+
+
+class SimulatorFaults(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    latency_ms: int  # added before each business call
+    failure_rate: float  # share of business calls answered 503
+
+
+class SimulatorSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    # Of the services asked for only: the port (0: any free one) and the faults of each.
+    ports: dict[str, int]
+    faults: dict[str, SimulatorFaults]
+    seed: int  # one seed for every random draw: a run with the same seed fails the same calls
+    max_recorded_calls: int
+    log_level: str
+    access_log: bool
+    signing_data_dir: Path  # the development CA and the officers' keys
+
+
+def _int(variable: str, default: int) -> int:
+    raw = os.environ.get(variable)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{variable}={raw!r}: expected a whole number") from None
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("DATA_DIR", ROOT / "data")).resolve()
+
+
+def _env_url(service: str, host: str) -> str:
+    override = os.environ.get(f"{service.upper()}_URL")
+    return override or f"http://{host}:{SIMULATOR_PORTS[service]}"
 
 
 def _rate_limits(text: str) -> dict[str, float]:
@@ -79,19 +151,28 @@ def _rate_limits(text: str) -> dict[str, float]:
     return limits
 
 
-def load_settings() -> Settings:
-    data_dir = Path(os.environ.get("DATA_DIR", ROOT / "data")).resolve()
+def load_settings(data_dir: Path | None = None) -> Settings:
+    """The engine's settings; `data_dir` in place of DATA_DIR (the embedded stack's own
+    folder), and the database follows it unless DATABASE_URL is set."""
+    data_dir = data_dir or _data_dir()
     host = os.environ.get("SIM_HOST", "127.0.0.1")
+    metrics_port = os.environ.get("WORKER_METRICS_PORT")
     return Settings(
         temporal_address=os.environ.get("TEMPORAL_ADDRESS") or None,
         temporal_namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"),
+        temporal_port=_int("TEMPORAL_PORT", 7233),
+        temporal_ui_port=_int("TEMPORAL_UI_PORT", 8233),
         data_dir=data_dir,
         database_url=os.environ.get("DATABASE_URL", f"sqlite+aiosqlite:///{data_dir}/engine.db"),
         registry_urls={name: _env_url(name, host) for name in SIMULATOR_PORTS},
         registry_rate_limits=_rate_limits(os.environ.get("REGISTRY_RATE_LIMITS", "")),
         civil_status_token=os.environ.get("CIVIL_STATUS_TOKEN", "dev-civil-status-token"),
         payment_checksum_secret=os.environ.get("PAYMENT_CHECKSUM_SECRET", "dev-payment-secret"),
-        api_port=int(os.environ.get("API_PORT", "8000")),
+        api_host=os.environ.get("API_HOST", "127.0.0.1"),
+        api_port=_int("API_PORT", 8000),
+        api_max_body_bytes=_int("API_MAX_BODY_BYTES", 256 * 1024),
+        worker_max_cached_workflows=_int("WORKER_MAX_CACHED_WORKFLOWS", 1000),
+        worker_metrics_port=None if metrics_port is None else _int("WORKER_METRICS_PORT", 0),
         log_level=os.environ.get("LOG_LEVEL", "INFO"),
     )
 
@@ -99,3 +180,69 @@ def load_settings() -> Settings:
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     return load_settings()
+
+
+def load_codec_settings() -> CodecSettings:
+    origins = os.environ.get("CODEC_CORS_ORIGINS")
+    return CodecSettings(
+        payload_keys=os.environ.get("PAYLOAD_KEYS"),
+        data_dir=_data_dir(),
+        host=os.environ.get("CODEC_HOST", "127.0.0.1"),
+        port=_int("CODEC_PORT", 8234),
+        tokens=_split(os.environ.get("CODEC_TOKENS", "")),
+        # Set but empty: no browser origin at all.
+        cors_origins=DEFAULT_CODEC_ORIGINS if origins is None else _split(origins),
+    )
+
+
+def _simulator_knob(service: str, key: str, default: str) -> tuple[str, str]:
+    """`SIM_<NAME>_<KEY>`, then `SIM_<KEY>`, then the default; with the variable it came
+    from, for the message when it is out of range."""
+    for variable in (f"SIM_{service.upper()}_{key}", f"SIM_{key}"):
+        value = os.environ.get(variable)
+        if value:
+            return variable, value
+    return f"SIM_{key}", default
+
+
+def _simulator_number(service: str, key: str, default: str, low: float, high: float) -> float:
+    variable, raw = _simulator_knob(service, key, default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:  # also false for NaN
+        raise ValueError(f"{variable}={raw!r}: expected a number from {low:g} to {high:g}")
+    return value
+
+
+def _simulator_port(service: str) -> int:
+    variable = f"SIM_{service.upper()}_PORT"
+    raw = os.environ.get(variable)
+    if not raw:
+        return SIMULATOR_PORTS[service]
+    if not raw.isdigit() or int(raw) > 65535:
+        raise ValueError(f"{variable}={raw!r}: expected a port from 0 to 65535")
+    return int(raw)
+
+
+def load_simulator_settings(services: Collection[str] = ()) -> SimulatorSettings:
+    """The simulators' knobs, with the ports and faults of `services` (names of
+    SIMULATOR_PORTS): a bad value of a service not started does not stop the others."""
+    signing = os.environ.get("SIGNING_DATA_DIR")
+    return SimulatorSettings(
+        host=os.environ.get("SIM_HOST", "127.0.0.1"),
+        ports={name: _simulator_port(name) for name in services},
+        faults={
+            name: SimulatorFaults(
+                latency_ms=int(_simulator_number(name, "LATENCY_MS", "5", 0, 600_000)),
+                failure_rate=_simulator_number(name, "FAILURE_RATE", "0.0", 0.0, 1.0),
+            )
+            for name in services
+        },
+        seed=_int("SIM_SEED", 2025),
+        max_recorded_calls=_int("SIM_MAX_RECORDED_CALLS", 50_000),
+        log_level=os.environ.get("SIM_LOG_LEVEL", "warning").lower(),
+        access_log=os.environ.get("SIM_ACCESS_LOG", "0") == "1",
+        signing_data_dir=Path(signing) if signing else _data_dir() / "signing",
+    )

@@ -3,6 +3,8 @@ lane, each with an applicant and a subject the registry simulators know."""
 
 from __future__ import annotations
 
+import json
+
 from domain.catalogue import Catalogue
 from schemas.catalogue import Procedure, Registry, Tier
 from schemas.dossier import Applicant, DossierSubmission, IntakeChannel, SubmittedDocument
@@ -68,4 +70,16 @@ def sample_submission(index: int, catalogue: Catalogue) -> DossierSubmission:
         ],
         subject_reference=reference,
         copies=1 + index % 2 if procedure.certification else 1,
+    )
+
+
+def samples_json(count: int, catalogue: Catalogue) -> str:
+    """The first `count` sample submissions as a JSON list: `starter.py samples`."""
+    return json.dumps(
+        [
+            sample_submission(i, catalogue).model_dump(mode="json", exclude_none=True)
+            for i in range(count)
+        ],
+        ensure_ascii=False,
+        indent=2,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import assert_never
 
 import httpx
 from temporalio import activity
@@ -57,7 +58,9 @@ class RegistryActivities:
             return await self._lookup(
                 registry, f"{self._settings.url('business')}/v1/enterprises/{ref}"
             )
-        return await self._civil_status_package(ref)
+        if registry is Registry.CIVIL_STATUS:
+            return await self._civil_status_package(ref)
+        assert_never(registry)
 
     async def _lookup(self, registry: Registry, url: str) -> RegistryFinding:
         try:

@@ -3,8 +3,6 @@ TEMPORAL_ADDRESS (127.0.0.1:7233, the server of `make run`) and DATABASE_URL."""
 
 from __future__ import annotations
 
-import os
-
 import uvicorn
 
 from api.app import create_standalone_app
@@ -17,7 +15,7 @@ def main() -> None:
     configure(config.log_level)
     uvicorn.run(
         create_standalone_app(config),
-        host=os.environ.get("API_HOST", "127.0.0.1"),
+        host=config.api_host,
         port=config.api_port,
         log_config=None,  # the JSON logs of logs.configure, not uvicorn's own format
     )

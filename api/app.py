@@ -7,7 +7,6 @@ database and connects to Temporal itself when it starts.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,14 +19,12 @@ from api.auth import Gatekeeper
 from api.deps import ApiContext
 from api.problems import PROBLEM_MEDIA_TYPE, install_handlers
 from api.routes import actions, dossiers, health, inbox, webhooks
-from codec import project_converter
+from bootstrap import connect
 from config import Settings, load_settings
 from domain.catalogue import Catalogue, default_catalogue
 from store.db import dispose_all
 from store.startup import prepare_database
 
-DEFAULT_MAX_BODY_BYTES = 256 * 1024
-DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"  # the server `make run` starts
 VERSION = "1"
 
 DESCRIPTION = """\
@@ -37,10 +34,6 @@ counter and portal software of Hanoi's wards and city departments.
 Every request under `/v1` carries `Authorization: Bearer <key>`; a key acts for its units and
 roles only. Every error is `application/problem+json` with `errors: [{field, rule}]`.
 """
-
-
-def max_body_bytes() -> int:
-    return int(os.environ.get("API_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
 
 
 def create_app(
@@ -68,7 +61,7 @@ def create_app(
     app.add_middleware(
         Gatekeeper,
         database_url=settings.database_url,
-        max_body_bytes=body_limit if body_limit is not None else max_body_bytes(),
+        max_body_bytes=body_limit if body_limit is not None else settings.api_max_body_bytes,
     )
     for module in (health, dossiers, actions, inbox, webhooks):
         app.include_router(module.router)
@@ -84,12 +77,7 @@ def create_standalone_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await prepare_database(config.database_url)
         context: ApiContext = app.state.context
-        context.client = await Client.connect(
-            config.temporal_address or DEFAULT_TEMPORAL_ADDRESS,
-            namespace=config.temporal_namespace,
-            # The deployment's converter: payloads are encrypted with PAYLOAD_KEYS.
-            data_converter=project_converter(config.data_dir),
-        )
+        context.client = await connect(config)
         try:
             yield
         finally:

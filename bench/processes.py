@@ -24,8 +24,8 @@ from bench.baseline import queue_of as baseline_queue
 from codec import generate_key
 from config import ROOT
 from domain import lanes
+from embedded import start_dev_server
 from simulators.process import free_ports, running_simulators
-from stack import start_dev_server
 from store.startup import prepare_database
 
 

@@ -10,10 +10,10 @@ CODEC_CORS_ORIGINS, CODEC_HOST (default 127.0.0.1) and CODEC_PORT (default 8234)
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from codec.payload import KeyConfigError, generate_key, load_keys
+from codec.payload import generate_key, load_keys
+from config import load_codec_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("new-key", help="print a new keyid:base64url line")
     serve = commands.add_parser("serve", help="run the codec server")
-    serve.add_argument("--host", default=os.environ.get("CODEC_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("CODEC_PORT", "8234")))
+    serve.add_argument("--host", help="default CODEC_HOST")
+    serve.add_argument("--port", type=int, help="default CODEC_PORT")
     args = parser.parse_args(argv)
 
     if args.command == "new-key":
@@ -33,22 +33,24 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn  # only for serve
 
-    from codec.server import create_app, origins_from_env, tokens_from_env
+    from codec.server import create_app
 
     try:
+        configured = load_codec_settings()
         keys = load_keys()
-    except KeyConfigError as err:
+    except ValueError as err:  # a malformed PAYLOAD_KEYS (KeyConfigError) or CODEC_PORT
         print(f"codec: {err}", file=sys.stderr)
         return 2
-    tokens = tokens_from_env()
-    origins = origins_from_env()
+    host = args.host or configured.host
+    port = configured.port if args.port is None else args.port
+    tokens, origins = configured.tokens, configured.cors_origins
     access = f"{len(tokens)} bearer token(s)" if tokens else "localhost clients only"
     print(
-        f"codec server on http://{args.host}:{args.port}: keys {', '.join(keys.key_ids)} "
+        f"codec server on http://{host}:{port}: keys {', '.join(keys.key_ids)} "
         f"(encodes with {keys.active_id}), {access}, CORS {', '.join(origins) or 'none'}",
         file=sys.stderr,
     )
-    uvicorn.run(create_app(keys, tokens, origins), host=args.host, port=args.port)
+    uvicorn.run(create_app(keys, tokens, origins), host=host, port=port)
     return 0
 
 

@@ -41,6 +41,8 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
+from config import load_codec_settings
+
 ENCODING = b"binary/encrypted"
 ENCODING_KEY = "encoding"
 KEY_ID_KEY = "encryption-key-id"
@@ -180,17 +182,14 @@ def load_keys(spec: str | None = None, *, data_dir: Path | None = None) -> KeyRi
     A PAYLOAD_KEYS that is set but blank is an error, not a fallback: in production every
     worker must share one ring, and a per-container development key would not.
     """
-    if spec is None:
-        spec = os.environ.get(KEYS_ENV)
-        if spec is not None and not spec.strip():
-            raise KeyConfigError(f"{KEYS_ENV} is set but empty; unset it for the development key")
     if spec is not None:
         return KeyRing.parse(spec)
-    if data_dir is None:
-        from config import load_settings  # only when needed: PAYLOAD_KEYS needs no settings
-
-        data_dir = load_settings().data_dir
-    path = data_dir / KEY_FILE
+    configured = load_codec_settings()
+    if configured.payload_keys is not None:
+        if not configured.payload_keys.strip():
+            raise KeyConfigError(f"{KEYS_ENV} is set but empty; unset it for the development key")
+        return KeyRing.parse(configured.payload_keys)
+    path = (data_dir or configured.data_dir) / KEY_FILE
     return KeyRing.parse(_read_or_create_key_file(path), source=str(path))
 
 

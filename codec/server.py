@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,26 +34,10 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from codec.payload import EncryptionCodec, KeyRing, PayloadDecodeError
 
+# The variables named in refusals, so an operator knows what to set (read in config.py).
 TOKENS_ENV = "CODEC_TOKENS"
 ORIGINS_ENV = "CODEC_CORS_ORIGINS"
-PORT_ENV = "CODEC_PORT"
-HOST_ENV = "CODEC_HOST"
-DEFAULT_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
-DEFAULT_PORT = 8234
 ALLOWED_HEADERS = ["Authorization", "Content-Type", "X-Namespace"]
-
-
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def tokens_from_env() -> list[str]:
-    return _split(os.environ.get(TOKENS_ENV, ""))
-
-
-def origins_from_env() -> list[str]:
-    value = os.environ.get(ORIGINS_ENV)
-    return list(DEFAULT_ORIGINS) if value is None else _split(value)
 
 
 def _is_loopback(host: str | None) -> bool:

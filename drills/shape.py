@@ -25,8 +25,8 @@ from temporalio.client import Client
 
 from bootstrap import connect
 from config import ROOT, SIMULATOR_PORTS, load_settings
+from embedded import temporal_cli
 from simulators.process import free_ports
-from stack import temporal_cli
 from workflows import search_attributes as sa
 
 REGISTRY_ALONE = "population"  # the registry a drill takes down by itself

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import sys
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from config import SIMULATOR_PORTS
+from config import SIMULATOR_PORTS, SimulatorSettings, load_simulator_settings
 from simulators import EXIT_BAD_CONFIG, EXIT_PORT_IN_USE, SERVICE_NAMES, create_app
 
 
@@ -51,16 +50,6 @@ def _parse_only(value: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _port(name: str) -> int:
-    variable = f"SIM_{name.upper()}_PORT"
-    raw = os.environ.get(variable)
-    if not raw:
-        return SIMULATOR_PORTS[name]
-    if not raw.isdigit() or int(raw) > 65535:
-        raise SystemExit(f"simulators: {variable}={raw!r}: expected a port from 0 to 65535")
-    return int(raw)
-
-
 def _bind(host: str, port: int) -> socket.socket:
     # Bind here rather than in uvicorn: a taken port becomes one clear message and an exit
     # code before anything starts, instead of a sys.exit inside one of the gathered servers.
@@ -85,9 +74,8 @@ def _url(host: str, sock: socket.socket) -> str:
     return f"http://{shown}:{port}"
 
 
-async def serve(names: list[str], host: str) -> int:
-    log_level = os.environ.get("SIM_LOG_LEVEL", "warning").lower()
-    access_log = os.environ.get("SIM_ACCESS_LOG", "0") == "1"
+async def serve(names: list[str], knobs: SimulatorSettings) -> int:
+    host = knobs.host
     servers: dict[str, _Server] = {}
     for name in names:
         try:
@@ -97,8 +85,8 @@ async def serve(names: list[str], host: str) -> int:
             return EXIT_BAD_CONFIG
         config = uvicorn.Config(
             app,
-            log_level=log_level,
-            access_log=access_log,
+            log_level=knobs.log_level,
+            access_log=knobs.access_log,
             lifespan="off",
             timeout_graceful_shutdown=5,
         )
@@ -106,7 +94,7 @@ async def serve(names: list[str], host: str) -> int:
 
     sockets: dict[str, socket.socket] = {}
     for name in names:
-        port = _port(name)
+        port = knobs.ports[name]
         try:
             sockets[name] = _bind(host, port)
         except OSError as exc:
@@ -176,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     names = _parse_only(args.only)
-    host = os.environ.get("SIM_HOST", "127.0.0.1")
-    return asyncio.run(serve(names, host))
+    try:
+        knobs = load_simulator_settings(names)
+    except ValueError as exc:  # a bad SIM_* value
+        print(f"simulators: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    return asyncio.run(serve(names, knobs))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What every registry simulator shares: latency, faults, call recording, control endpoints.
 
-Knobs come from the environment (read when an app is created):
+Knobs come from the environment (config.load_simulator_settings, when an app is created):
     SIM_LATENCY_MS / SIM_<NAME>_LATENCY_MS        added before each business call (default 5)
     SIM_FAILURE_RATE / SIM_<NAME>_FAILURE_RATE    probability of a 503 (default 0.0)
     SIM_SEED                                      seed of the random draws (default 2025)
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import time
 from collections import Counter, deque
@@ -28,6 +27,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, Va
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from config import load_simulator_settings
 from schemas.citizen_id import citizen_id_problem
 
 # Registries in Vietnam stamp their replies in local time (UTC+7, no DST).
@@ -158,41 +158,20 @@ def describe_validation_errors(errors: Sequence[Any]) -> str:
 # --- configuration and state ----------------------------------------------------------
 
 
-def _env(name: str, key: str, default: str) -> tuple[str, str]:
-    """Per-service override `SIM_<NAME>_<KEY>`, then `SIM_<KEY>`, then the default; with
-    the variable it came from, for error messages."""
-    for variable in (f"SIM_{name.upper()}_{key}", f"SIM_{key}"):
-        value = os.environ.get(variable)
-        if value:
-            return variable, value
-    return f"SIM_{key}", default
-
-
-def _env_float(name: str, key: str, default: str, low: float, high: float) -> float:
-    variable, raw = _env(name, key, default)
-    try:
-        value = float(raw)
-    except ValueError:
-        value = float("nan")
-    if not low <= value <= high:  # also false for NaN
-        raise ValueError(f"{variable}={raw!r}: expected a number from {low:g} to {high:g}")
-    return value
-
-
 class SimState:
     """In-memory fault settings and call log of one simulator app."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.latency_ms = int(_env_float(name, "LATENCY_MS", "5", 0, 600_000))
-        self.failure_rate = _env_float(name, "FAILURE_RATE", "0.0", 0.0, 1.0)
+        knobs = load_simulator_settings([name])
+        self.latency_ms = knobs.faults[name].latency_ms
+        self.failure_rate = knobs.faults[name].failure_rate
         # One seeded generator per app: a run with the same seed fails the same calls.
-        self.rng = random.Random(int(os.environ.get("SIM_SEED", "2025")))
+        self.rng = random.Random(knobs.seed)
         self.fail_next = 0
         self.fail_status = 503
-        max_calls = int(os.environ.get("SIM_MAX_RECORDED_CALLS", "50000"))
         # Bounded so that a surge benchmark cannot exhaust memory; counters stay exact.
-        self.calls: deque[CallRecord] = deque(maxlen=max_calls)
+        self.calls: deque[CallRecord] = deque(maxlen=knobs.max_recorded_calls)
         self.total_calls = 0
         self.per_second: Counter[int] = Counter()
         self._seq = 0

@@ -27,7 +27,7 @@ from fastapi import FastAPI, Query
 from fastapi import Path as PathParam
 from pydantic import Field
 
-from config import load_settings
+from config import load_simulator_settings
 from simulators.common import ApiError, Body, Reply, create_sim_app, now_vn
 
 CA_COMMON_NAME = "Hanoi Dossier Engine Development CA"
@@ -62,8 +62,7 @@ class SignReply(Reply):
 
 
 def signing_data_dir() -> Path:
-    configured = os.environ.get("SIGNING_DATA_DIR")
-    return Path(configured) if configured else load_settings().data_dir / "signing"
+    return load_simulator_settings().signing_data_dir
 
 
 def _write_atomically(path: Path, data: bytes, private: bool) -> None:

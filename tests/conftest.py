@@ -31,10 +31,10 @@ from bootstrap import build_workers, warm_up
 from codec import generate_key, project_converter
 from config import Settings, load_settings
 from domain import lanes
+from embedded import start_dev_server, temporal_cli
 from metrics import runtime_with_metrics
 from ops.replay import SourcedHistory, replay
 from simulators.process import SimulatorsProcess, free_ports, running_simulators
-from stack import start_dev_server, temporal_cli
 from store.db import dispose_all
 from store.startup import prepare_database
 from tests.instants import START_AT, ArriveAtScenarioInstant, scenario_start

@@ -30,6 +30,7 @@ from config import ROOT, SIMULATOR_PORTS, Settings, load_settings
 from domain import lanes
 from domain.calendar import HANOI
 from domain.catalogue import default_catalogue
+from embedded import start_dev_server
 from ops import audit as audit_ops
 from ops.operations import NotReached, ResetPoint, Step, locate, reset_to_step
 from ops.stuck import Filters, find_stuck
@@ -41,7 +42,6 @@ from schemas.statuses import Role, Stage
 from services import dossiers
 from simulators.process import running_simulators
 from simulators.seed import sample_civil_packages
-from stack import start_dev_server
 from store import audit
 from store.audit import AuditEvent
 from store.db import engine_for

@@ -32,6 +32,7 @@ from domain import lanes
 from domain.calendar import default_calendar
 from domain.catalogue import default_catalogue
 from domain.codes import dossier_code
+from embedded import temporal_cli
 from schemas.actions import (
     Acknowledgement,
     Action,
@@ -67,7 +68,6 @@ from schemas.lanes import DossierResult
 from schemas.lifecycle import TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
 from services.dossiers import prepare_filing
-from stack import temporal_cli
 from tests.conftest import assert_replays
 from tests.driver import officer, submission
 from tests.instants import scenario_start

@@ -1,0 +1,262 @@
+"""The demo of `starter.py demo`: sample dossiers filed, the officers played until each one
+closes, one row per dossier, and the read model and the audit chains checked against them.
+
+The demo is a client like the counter software: under load the server may answer a call
+with "unavailable", "deadline exceeded" or "resource exhausted", and the demo calls again
+after a pause, a bounded number of times, instead of leaving its dossiers without officers.
+A step the dossier refuses is an answer, not a fault: the officer looks at the dossier again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from bootstrap import connect
+from config import settings
+from domain.calendar import HANOI
+from domain.catalogue import default_catalogue
+from embedded import embedded
+from ops.audit import verify
+from samples import sample_submission
+from schemas.actions import (
+    Action,
+    Appraisal,
+    Approval,
+    Certification,
+    HandOver,
+    Recommendation,
+    Refusal,
+    Step,
+    Supplement,
+    SupplementRequest,
+)
+from schemas.dossier import AwaitedAction, DossierView, Officer, SubmittedDocument
+from schemas.statuses import Stage
+from services import dossiers
+from store.db import dispose_all, engine_for
+from store.startup import prepare_database
+from store.tables import dossiers as dossier_rows
+
+# How often the demo's officers look at their dossiers.
+OFFICER_POLL_SECONDS = 0.5
+# The demo files as an integrating system would, with an Idempotency-Key per dossier: a
+# submission retried after a lost answer finds the dossier the first attempt started.
+DEMO_SYSTEM = "demo"
+
+T = TypeVar("T")
+
+
+class Backoff(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    first_seconds: float = 0.2
+    longest_seconds: float = 5.0
+    attempts: int = 8  # about 16 s of waiting in all before the demo gives up
+
+
+BACKOFF = Backoff()
+
+# What a busy or briefly unreachable server answers: the call itself is sound.
+TRANSIENT = frozenset(
+    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
+)
+
+
+async def patiently(call: Callable[[], Awaitable[T]], backoff: Backoff = BACKOFF) -> T:
+    """`call`, again after a doubling pause while the server answers with a transient
+    status; any other error, and the last transient one, is raised."""
+    pause = backoff.first_seconds
+    for attempt in range(1, backoff.attempts + 1):
+        try:
+            return await call()
+        except RPCError as err:
+            if err.status not in TRANSIENT or attempt == backoff.attempts:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, backoff.longest_seconds)
+    raise AssertionError("unreachable")
+
+
+# --- officers, played by the demo ----------------------------------------------------------------
+def officer(role: str, unit: str) -> Officer:
+    return Officer(officer_id=f"{unit}.{role}.1", full_name=f"{role} {unit}", role=role, unit=unit)
+
+
+def demo_step(index: int, awaited: AwaitedAction, supplements_asked: bool) -> tuple[Action, Step]:
+    """What the officer does: mostly approve; every 10th gets a supplement request first,
+    every 9th is refused."""
+    me = officer(awaited.role, awaited.unit)
+    action = Action(awaited.action)
+    if action is Action.APPRAISE and index % 10 == 4 and not supplements_asked:
+        return Action.REQUEST_SUPPLEMENT, SupplementRequest(officer=me, missing=["identity_card"])
+    if action is Action.APPRAISE:
+        return action, Appraisal(officer=me, recommendation=Recommendation.APPROVE)
+    if action in (Action.APPROVE, Action.CERTIFY) and index % 9 == 8:
+        return Action.REFUSE, Refusal(officer=me, reason="Giấy tờ không hợp lệ theo quy định")
+    if action is Action.APPROVE:
+        return action, Approval(officer=me)
+    if action is Action.CERTIFY:
+        return action, Certification(officer=me)
+    if action is Action.PROVIDE_SUPPLEMENT:
+        return action, Supplement(
+            officer=me, documents=[SubmittedDocument(kind="identity_card", title="CCCD")]
+        )
+    if action is Action.HAND_OVER:
+        return action, HandOver(officer=me, rating=3)
+    # The demo never withdraws; a step it does not know is a demo to extend, not a dossier
+    # to give up.
+    raise ValueError(f"the demo officer does not know the step {action.value}")
+
+
+async def play_officers(client: Client, index: int, code: str, deadline: float) -> DossierView:
+    asked = False
+    while True:
+        view = await patiently(partial(dossiers.status, client, code))
+        if view.stage is Stage.CLOSED or time.monotonic() > deadline:
+            return view
+        awaited = [a for a in view.awaiting if a.action != Action.WITHDRAW.value]
+        if not awaited:
+            await asyncio.sleep(OFFICER_POLL_SECONDS)
+            continue
+        action, step = demo_step(index, awaited[0], asked)
+        asked = asked or action is Action.REQUEST_SUPPLEMENT
+        try:
+            await patiently(partial(dossiers.act, client, code, action, step))
+        except dossiers.ActionRefused:
+            await asyncio.sleep(OFFICER_POLL_SECONDS)
+
+
+# --- the run and its report ------------------------------------------------------------------
+def hanoi(value: datetime | None) -> str:
+    return value.astimezone(HANOI).strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+async def file_samples(client: Client, count: int, database_url: str) -> list[str]:
+    """The codes of `count` sample dossiers, each filed once however often it is retried."""
+    catalogue = default_catalogue()
+    run = uuid.uuid4().hex[:12]
+    codes = []
+    for index in range(count):
+        submission = sample_submission(index, catalogue)
+        key = dossiers.IdempotencyKey(
+            system=DEMO_SYSTEM,
+            key=f"{run}-{index}",
+            body_digest=hashlib.sha256(submission.model_dump_json().encode()).hexdigest(),
+        )
+        receipt = await patiently(
+            partial(dossiers.submit, client, submission, catalogue, database_url, key)
+        )
+        codes.append(receipt.code)
+    return codes
+
+
+async def run_demo(client: Client, count: int, database_url: str, timeout: float) -> int:
+    codes = await file_samples(client, count, database_url)
+    deadline = time.monotonic() + timeout
+    views = await asyncio.gather(
+        *(play_officers(client, i, code, deadline) for i, code in enumerate(codes))
+    )
+    header = (
+        "code",
+        "procedure",
+        "receiving",
+        "competent",
+        "lane",
+        "status",
+        "outcome",
+        "due",
+        "closed",
+        "on time",
+    )
+    rows = [
+        (
+            v.code,
+            v.procedure_code,
+            v.receiving_unit,
+            v.competent_unit,
+            v.lane,
+            v.status.value,
+            v.outcome.value if v.outcome else "-",
+            hanoi(v.clock.due_at if v.clock else None),
+            hanoi(v.closed_at),
+            {True: "yes", False: "no", None: "-"}[v.on_time],
+        )
+        for v in views
+    ]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    await check_read_model(client, database_url, views)
+    closed = sum(1 for v in views if v.stage is Stage.CLOSED)
+    print(f"demo: {count} submitted, {closed} closed, {count - closed} stuck")
+    return 0 if closed == count else 1
+
+
+def row_matches(row: Any, view: DossierView) -> bool:
+    due_at = view.clock.due_at if view.clock else None
+    return bool(
+        row.status == view.status.value
+        and row.closed_at == view.closed_at
+        and row.on_time == view.on_time
+        and row.due_at == due_at
+    )
+
+
+async def check_read_model(client: Client, database_url: str, views: list[DossierView]) -> None:
+    """The `dossiers` table against the table above, and the audit chains against the
+    histories: what a counter's list and an auditor would see of the same dossiers."""
+    by_code = {v.code: v for v in views}
+    async with engine_for(database_url).connect() as conn:
+        # The last step's write trails the state the query shows by one local activity.
+        for _ in range(50):
+            rows = (
+                await conn.execute(
+                    select(dossier_rows).where(dossier_rows.c.code.in_(list(by_code)))
+                )
+            ).all()
+            matching = [r for r in rows if row_matches(r, by_code[r.code])]
+            if len(matching) == len(views):
+                break
+            await asyncio.sleep(0.1)
+            await conn.rollback()
+        print(f"read model: {len(matching)} of {len(views)} dossier rows match the table")
+        events = 0
+        for code in by_code:
+            report = await patiently(partial(verify, conn, client, code))
+            events += report.events
+            if report.broken is not None:
+                broken = report.broken
+                print(f"audit: BROKEN at {broken.dossier_code} event {broken.seq}: {broken.reason}")
+                return
+        print(f"audit: {len(views)} dossiers and {events} events verified")
+
+
+async def demo(count: int, timeout: float) -> int:
+    """Against TEMPORAL_ADDRESS when it is set, else on an embedded stack of its own."""
+    config = settings()
+    try:
+        if config.temporal_address:
+            await prepare_database(config.database_url)
+            client = await connect(config)
+            return await run_demo(client, count, config.database_url, timeout)
+        with tempfile.TemporaryDirectory(prefix="dossier-demo-") as tmp:
+            async with embedded(Path(tmp)) as stack:
+                return await run_demo(stack.client, count, stack.settings.database_url, timeout)
+    finally:
+        # Closed before the interpreter exits: a database thread left running then can
+        # abort the process after the report.
+        await dispose_all()
