@@ -26,6 +26,7 @@ from temporalio.service import RPCError
 from bootstrap import connect
 from config import settings
 from ops.cli import AsJson, console, fail, print_json, spinner
+from ops.temporal import history
 from schemas.exchanges import ProjectionReceipt
 from store import audit
 from store.audit import AuditEvent, ChainBreak
@@ -63,10 +64,9 @@ async def receipts_in_history(
     client: Client, code: str, run_id: str
 ) -> dict[str, ProjectionReceipt]:
     """The projection receipts a run's history recorded, by event key."""
-    history = await client.get_workflow_handle(code, run_id=run_id).fetch_history()
     converter = client.data_converter
     found: dict[str, ProjectionReceipt] = {}
-    for event in history.events:
+    for event in await history(client, code, run_id):
         if not event.HasField("marker_recorded_event_attributes"):
             continue
         marker = event.marker_recorded_event_attributes
