@@ -1,5 +1,5 @@
-"""What every route needs: the Temporal client, settings, the catalogue, and the mapping of
-Temporal's failures to answers."""
+"""What every route needs: the Temporal client, settings, the catalogue, and the dossier the
+key may see. What a failure answers is api.problems' business."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Path, Request
-from temporalio.client import Client, WorkflowQueryFailedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
 from api.auth import covers
-from api.problems import ProblemError, field_problem
+from api.problems import ProblemError, not_found
 from config import Settings
 from domain.catalogue import Catalogue
 from schemas.dossier import DossierView
@@ -84,31 +83,14 @@ def context(request: Request) -> ApiContext:
 Context = Annotated[ApiContext, Depends(context)]
 
 
-def not_found(code: str) -> ProblemError:
-    # The same answer for an unknown code and for another unit's dossier: a key learns
-    # nothing about dossiers outside its units.
-    return field_problem(404, "not-found", "code", f"no dossier {code}")
-
-
-async def ask(code: str, call: Awaitable[T]) -> T:
-    """A query to the dossier's workflow, with Temporal's failures mapped to problems."""
-    try:
-        return await asyncio.wait_for(call, QUERY_TIMEOUT_SECONDS)
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            raise not_found(code) from err
-        raise ProblemError(
-            503, "unavailable", f"Temporal did not answer ({err.status.name})"
-        ) from err
-    except (TimeoutError, WorkflowQueryFailedError) as err:
-        raise ProblemError(
-            503, "unavailable", f"dossier {code} cannot be read right now; try again"
-        ) from err
+async def ask(call: Awaitable[T]) -> T:
+    """A query to a dossier's workflow, given up after QUERY_TIMEOUT_SECONDS."""
+    return await asyncio.wait_for(call, QUERY_TIMEOUT_SECONDS)
 
 
 async def visible_dossier(ctx: ApiContext, key: ApiKey, code: str) -> DossierView:
     """The dossier's current view, if the key acts for its receiving or competent unit."""
-    view = await ask(code, dossiers.status(ctx.temporal, code))
+    view = await ask(dossiers.status(ctx.temporal, code))
     if not covers(key, (view.receiving_unit, view.competent_unit)):
         raise not_found(code)
     return view

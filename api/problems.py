@@ -1,18 +1,28 @@
 """Every error answer is RFC 9457 `application/problem+json`, naming the field and the rule, so
-the counter software can show the officer what to fix without parsing prose."""
+the counter software can show the officer what to fix without parsing prose.
+
+What each failure answers is decided here, once (`install_handlers`): the routes raise, or let
+the services, the store and Temporal raise, and never translate a failure themselves.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.client import WorkflowQueryFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from services.dossiers import ActionRefused, FilingError, IdempotencyConflict
+from store.views import BadCursor
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "/problems/"
@@ -64,6 +74,12 @@ def field_problem(status: int, kind: str, field: str, rule: str) -> ProblemError
     return ProblemError(status, kind, f"{field}: {rule}", [FieldError(field=field, rule=rule)])
 
 
+def not_found(code: str) -> ProblemError:
+    # The same answer for an unknown code and for another unit's dossier: a key learns
+    # nothing about dossiers outside its units.
+    return field_problem(404, "not-found", "code", f"no dossier {code}")
+
+
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         problem.model_dump(mode="json"),
@@ -113,11 +129,6 @@ def validation_problem(errors: Iterable[dict[str, Any]]) -> Problem:
     )
 
 
-async def _on_problem(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ProblemError)
-    return problem_response(exc.problem, exc.headers)
-
-
 async def _on_validation(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return problem_response(validation_problem(exc.errors()))
@@ -161,8 +172,58 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(problem)
 
 
+# --- what each failure answers ---------------------------------------------------------------
+E = TypeVar("E", bound=Exception)
+# The failure, and the dossier code of the request's path when it names one.
+Answer = Callable[[E, str | None], ProblemError]
+
+
+def _temporal_failure(err: RPCError, code: str | None) -> ProblemError:
+    if err.status is RPCStatusCode.NOT_FOUND and code is not None:
+        return not_found(code)
+    return ProblemError(503, "unavailable", f"Temporal did not answer ({err.status.name}); retry")
+
+
+def _unreadable(code: str | None) -> ProblemError:
+    # A query waits for a worker: a dossier whose workers are all down, or whose workflow
+    # task fails, cannot be read until they are back.
+    what = f"dossier {code}" if code is not None else "the dossier"
+    return ProblemError(503, "unavailable", f"{what} cannot be read right now; try again")
+
+
 def install_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ProblemError, _on_problem)
+    """Every mapping of a failure to its problem, registered on the app."""
+
+    def answer(kind: type[E], problem: Answer[E]) -> None:
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            assert isinstance(exc, kind)
+            answered = problem(exc, request.path_params.get("code"))
+            return problem_response(answered.problem, answered.headers)
+
+        app.add_exception_handler(kind, handler)
+
+    answer(ProblemError, lambda err, _code: err)
+    answer(
+        FilingError, lambda err, _code: field_problem(422, "filing-refused", err.field, err.rule)
+    )
+    answer(
+        IdempotencyConflict,
+        lambda err, _code: ProblemError(
+            409,
+            "idempotency-conflict",
+            str(err),
+            [FieldError(field="Idempotency-Key", rule="already used with another body")],
+        ),
+    )
+    answer(ActionRefused, lambda err, _code: ProblemError(409, "action-refused", str(err)))
+    answer(BadCursor, lambda err, _code: field_problem(422, "invalid-request", "cursor", str(err)))
+    answer(RPCError, _temporal_failure)
+    answer(WorkflowQueryFailedError, lambda _err, code: _unreadable(code))
+    answer(TimeoutError, lambda _err, code: _unreadable(code))
+    answer(
+        SQLAlchemyError,
+        lambda _err, _code: ProblemError(503, "unavailable", "the database did not answer; retry"),
+    )
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -1,25 +1,46 @@
-"""Audit verification: every dossier's hash chain, and each event against the workflow history
-that produced it (the projection's receipt recorded in that history)."""
+"""`python -m ops audit`: the tamper-evident audit log from the operator's side.
+
+Verification checks every dossier's hash chain, and each event against the workflow history
+that produced it (the projection's receipt recorded in that history). Operator actions (retry,
+reset) append their own events to the dossier's chain, keyed `operator:<uuid>`: no history
+records those, so verification checks them by the chain alone.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Annotated
 
+import typer
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from bootstrap import connect
+from config import settings
+from ops.cli import AsJson, console, fail, print_json, spinner
+from ops.temporal import history
 from schemas.exchanges import ProjectionReceipt
 from store import audit
 from store.audit import AuditEvent, ChainBreak
+from store.db import engine_for
+from store.migrate import migrate
 from store.tables import audit_events
 
 OPERATOR_KEY_PREFIX = "operator:"
+APPEND_ATTEMPTS = 5
+
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
 
+# --- verification -------------------------------------------------------------------------------
 class VerifyReport(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -43,10 +64,9 @@ async def receipts_in_history(
     client: Client, code: str, run_id: str
 ) -> dict[str, ProjectionReceipt]:
     """The projection receipts a run's history recorded, by event key."""
-    history = await client.get_workflow_handle(code, run_id=run_id).fetch_history()
     converter = client.data_converter
     found: dict[str, ProjectionReceipt] = {}
-    for event in history.events:
+    for event in await history(client, code, run_id):
         if not event.HasField("marker_recorded_event_attributes"):
             continue
         marker = event.marker_recorded_event_attributes
@@ -108,3 +128,78 @@ async def verify(
         if broken is not None:
             return VerifyReport(dossiers=dossiers, events=events, broken=broken)
     return VerifyReport(dossiers=dossiers, events=events)
+
+
+# --- operator events ----------------------------------------------------------------------------
+async def hold_audit_log(conn: AsyncConnection) -> None:
+    """Until the caller's transaction ends, no dossier's step is written, so an operator event
+    appended in it comes before every step its action sets going. SQLite's write transaction
+    holds the database from its start already; PostgreSQL locks the audit table against
+    inserts (reads go on), for the few milliseconds of one Temporal call."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("LOCK TABLE audit_events IN SHARE ROW EXCLUSIVE MODE"))
+
+
+async def append_operator_event(
+    conn: AsyncConnection, *, code: str, event_type: str, operator: str, payload: BaseModel
+) -> AuditEvent:
+    """One operator event in the dossier's chain, keyed `operator:<uuid>`. In a savepoint, tried
+    again when a step of the dossier took the same sequence number first (possible on
+    PostgreSQL without `hold_audit_log`)."""
+    key = f"{OPERATOR_KEY_PREFIX}{uuid.uuid4()}"
+    canonical = audit.canonical(payload)
+    at = datetime.now(UTC)
+    for attempt in range(1, APPEND_ATTEMPTS + 1):
+        try:
+            async with conn.begin_nested():
+                return await audit.append(
+                    conn,
+                    dossier_code=code,
+                    event_key=key,
+                    event_type=event_type,
+                    actor=operator,
+                    at=at,
+                    payload=canonical,
+                )
+        except IntegrityError:
+            if attempt == APPEND_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
+# --- the command --------------------------------------------------------------------------------
+@audit_app.command("verify")
+def verify_command(
+    code: Annotated[str | None, typer.Argument(help="one dossier code; all when absent")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Verify every dossier's hash chain and each event against the workflow's history."""
+
+    async def run() -> VerifyReport:
+        config = settings()
+        await migrate(config.database_url)
+        client = await connect(config)
+        with spinner() as progress:
+            task = progress.add_task("verifying", total=None)
+            async with engine_for(config.database_url).connect() as conn:
+                return await verify(
+                    conn,
+                    client,
+                    code,
+                    progress=lambda c: progress.update(task, description=f"verified {c}"),
+                )
+
+    report = asyncio.run(run())
+    broken = report.broken
+    if as_json:
+        print_json(report)
+    elif broken is None:
+        console.print(f"audit: {report.dossiers} dossiers and {report.events} events verified")
+    else:
+        raise fail(
+            f"audit: BROKEN at dossier {broken.dossier_code}, event {broken.seq}: {broken.reason}",
+            1,
+        )
+    if broken is not None:
+        raise typer.Exit(1)

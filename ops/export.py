@@ -17,7 +17,6 @@ appointment; the status and the national portal's code at each step.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -25,16 +24,17 @@ from typing import Annotated
 
 import typer
 from pydantic import BaseModel, ConfigDict
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from temporalio.client import Client, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
+from bootstrap import connect
+from config import settings
 from domain import lanes
 from domain.calendar import HANOI, WorkingCalendar, default_calendar
 from domain.catalogue import CatalogueError, default_catalogue
-from ops.replay import _client, dump_json, history_document
+from ops.cli import AsJson, console, errors, fail, print_json, spinner
+from ops.replay import dump_json, history_document
 from schemas.dossier import DossierView, TimelineEntry
 from schemas.lifecycle import PortalState, portal_sync_needed
 from schemas.statuses import DossierStatus, Outcome, Stage, portal_code
@@ -43,9 +43,6 @@ from services import dossiers
 export_app = typer.Typer(
     help="Export a dossier for auditors: its histories, its timeline.", no_args_is_help=True
 )
-console = Console()
-errors = Console(stderr=True)
-AsJson = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
 
 
 class DossierNotFound(LookupError):
@@ -420,12 +417,6 @@ def _table(timeline: DossierTimeline) -> Table:
 
 
 # --- commands -------------------------------------------------------------------------------
-def _spinner() -> Progress:
-    return Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), console=errors, transient=True
-    )
-
-
 @export_app.command("history")
 def export_history(
     code: Annotated[str, typer.Argument(help="the dossier code")],
@@ -436,16 +427,15 @@ def export_history(
     """The dossier's Temporal history and its lane's, encoded as stored: replayable."""
 
     async def run() -> list[WorkflowHistory]:
-        client = await _client()
-        with _spinner() as progress:
+        client = await connect(settings())
+        with spinner() as progress:
             progress.add_task(f"fetching the histories of {code}", total=None)
             return await dossier_histories(client, code)
 
     try:
         histories = asyncio.run(run())
     except DossierNotFound as err:
-        errors.print(f"export: {err}")
-        raise typer.Exit(1) from err
+        raise fail(f"export: {err}", 1) from err
     text = dump_json(history_bundle(code, histories))
     if out is None:
         typer.echo(text, nl=False)
@@ -466,20 +456,19 @@ def export_timeline(
     """Who did what and when (Hanoi time), the legal clock and the portal code at each step."""
 
     async def run() -> DossierTimeline:
-        client = await _client()
-        with _spinner() as progress:
+        client = await connect(settings())
+        with spinner() as progress:
             progress.add_task(f"reading the timeline of {code}", total=None)
             return await dossier_timeline(client, code)
 
     try:
         timeline = asyncio.run(run())
     except DossierNotFound as err:
-        errors.print(f"export: {err}")
-        raise typer.Exit(1) from err
+        raise fail(f"export: {err}", 1) from err
     if html is not None:
         html.write_text(render_html(timeline), encoding="utf-8")
         errors.print(f"export: timeline of {code}, {len(timeline.rows)} steps, written to {html}")
     if as_json:
-        typer.echo(json.dumps(timeline.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        print_json(timeline)
     elif html is None:
         console.print(_table(timeline))

@@ -10,6 +10,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from config import settings
+from ops.cli import AsJson
 from store import api_keys
 from store.api_keys import ApiKey, ApiKeyError
 from store.migrate import migrate
@@ -20,7 +21,6 @@ keys_app = typer.Typer(
 )
 
 T = TypeVar("T")
-AsJson = Annotated[bool, typer.Option("--json", help="print the result as JSON")]
 
 
 def _run(work: Awaitable[T]) -> T:

@@ -1,16 +1,23 @@
-"""Rebuild `dossiers` and `tasks` from Temporal: each dossier's view and timeline, through the
-same functions the step-by-step writes use."""
+"""`python -m ops rebuild`: `dossiers` and `tasks` again from Temporal, each dossier's view and
+timeline written through the same functions the step-by-step writes use."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
+from bootstrap import connect
+from config import settings
+from ops.cli import AsJson, console, spinner
 from services import dossiers as dossier_service
 from store import projection
+from store.db import engine_for
+from store.migrate import migrate
 from store.tables import dossiers, tasks
 
 
@@ -32,3 +39,24 @@ async def rebuild(
         if progress is not None:
             progress(execution.id)
     return len(seen)
+
+
+def rebuild_command(as_json: AsJson = False) -> None:
+    """Rebuild the `dossiers` and `tasks` tables from the Temporal histories."""
+
+    async def run() -> int:
+        config = settings()
+        await migrate(config.database_url)
+        client = await connect(config)
+        with spinner() as progress:
+            task = progress.add_task("rebuilding", total=None)
+            async with engine_for(config.database_url, writer=True).begin() as conn:
+                return await rebuild(
+                    conn, client, lambda c: progress.update(task, description=f"rebuilt {c}")
+                )
+
+    count = asyncio.run(run())
+    if as_json:
+        console.print(json.dumps({"rebuilt": count}))
+    else:
+        console.print(f"rebuild: {count} dossiers")

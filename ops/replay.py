@@ -31,42 +31,21 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel, ConfigDict
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from bootstrap import sandbox_runner
+import bootstrap
 from codec import project_converter
-from config import Settings, settings
-from workflows.certification import CertificationWorkflow
-from workflows.dossier import DossierWorkflow
-from workflows.processing import ProcessingWorkflow
+from config import settings
+from ops.cli import AsJson, bar, console, fail, print_json
 
-DEFAULT_ADDRESS = "127.0.0.1:7233"  # the server `make run` starts
-WORKFLOWS: tuple[type, ...] = (DossierWorkflow, ProcessingWorkflow, CertificationWorkflow)
-
-console = Console()
-errors = Console(stderr=True)
-
-
-def converter(config: Settings | None = None) -> DataConverter:
-    """The one place these commands pick their data converter: the workers' (payloads
-    encrypted with PAYLOAD_KEYS, else the development key under DATA_DIR), so replayed and
-    exported payloads decode as the workers encoded them."""
-    return project_converter((config or settings()).data_dir)
-
-
-async def _client(config: Settings | None = None) -> Client:
-    config = config or settings()
-    return await Client.connect(
-        config.temporal_address or DEFAULT_ADDRESS,
-        namespace=config.temporal_namespace,
-        data_converter=converter(config),
-    )
+# Every workflow type a worker runs, whatever its queue.
+WORKFLOWS: tuple[type, ...] = tuple(
+    dict.fromkeys(workflow for queue in bootstrap.WORKFLOWS.values() for workflow in queue)
+)
 
 
 # --- loading histories ----------------------------------------------------------------------
@@ -192,9 +171,13 @@ async def replay(
 ) -> ReplayReport:
     """Replay each history against `workflows` (the current code by default) and report per
     history: ok, or the failure a worker would hit on it."""
-    converter_ = data_converter or converter()
+    # The workers' converter by default (payloads encrypted with PAYLOAD_KEYS, else the
+    # development key under DATA_DIR), so payloads decode as the workers encoded them.
+    converter = data_converter or project_converter(settings().data_dir)
     replayer = Replayer(
-        workflows=list(workflows), data_converter=converter_, workflow_runner=sandbox_runner()
+        workflows=list(workflows),
+        data_converter=converter,
+        workflow_runner=bootstrap.sandbox_runner(),
     )
     seen: list[tuple[SourcedHistory, Exception | None]] = []
     empty: set[str] = set()
@@ -205,7 +188,7 @@ async def replay(
                 empty.add(item.history.run_id)
                 seen.append((item, None))
             else:
-                unreadable = await _undecodable(item.history, converter_)
+                unreadable = await _undecodable(item.history, converter)
                 seen.append((item, unreadable))
                 if unreadable is None:
                     yield item.history
@@ -286,17 +269,6 @@ async def server_histories(
 
 
 # --- the command ----------------------------------------------------------------------------
-def _bar() -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=errors,
-        transient=True,
-    )
-
-
 def replay_cli(
     directory: Annotated[
         Path | None,
@@ -306,39 +278,39 @@ def replay_cli(
         str | None,
         typer.Option("--query", help="a visibility query, e.g. \"WorkflowType = 'Dossier'\""),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Replay histories against the current workflow code; exit 1 when any would break."""
     if (directory is None) == (query is None):
-        errors.print("replay: give exactly one of --dir or --query")
-        raise typer.Exit(2)
+        raise fail("replay: give exactly one of --dir or --query", 2)
 
     async def run() -> ReplayReport:
-        with _bar() as bar:
-            task = bar.add_task("replaying", total=None)
+        with bar() as progress:
+            task = progress.add_task("replaying", total=None)
 
             def step(item: SourcedHistory) -> None:
-                bar.update(task, advance=1, description=f"replayed {item.history.workflow_id}")
+                progress.update(task, advance=1, description=f"replayed {item.history.workflow_id}")
 
             if directory is not None:
                 loaded = load_histories(directory)
-                bar.update(task, total=len(loaded))
+                progress.update(task, total=len(loaded))
                 return await replay(loaded, progress=step)
             assert query is not None
-            client = await _client()
-            bar.update(task, description="listing")
+            client = await bootstrap.connect(settings())
+            progress.update(task, description="listing")
             source = server_histories(
-                client, query, found=lambda n: bar.update(task, total=n, description="replaying")
+                client,
+                query,
+                found=lambda n: progress.update(task, total=n, description="replaying"),
             )
             return await replay(source, progress=step)
 
     try:
         report = asyncio.run(run())
     except HistoryFileError as err:
-        errors.print(f"replay: {err}")
-        raise typer.Exit(2) from err
+        raise fail(f"replay: {err}", 2) from err
     if as_json:
-        typer.echo(json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        print_json(report)
     else:
         for outcome in report.results:
             mark = "BROKEN" if not outcome.ok else "ok" if outcome.replayed else "empty"

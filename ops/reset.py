@@ -1,17 +1,22 @@
-"""Reset a dossier's workflow, or its lane child, to an earlier workflow task, as an audited
-operator action.
+"""`python -m ops reset`: a dossier's step run again, as an audited operator action.
 
-Temporal's reset has no high-level client method in this SDK: this wraps the service call.
-The reset is recorded in the dossier's audit chain, under the dossier's code whichever
-workflow was reset (who, why, which workflow, from which run to which, the dossier's state
-before and after); the steps that run again afterwards are written as new events of the new
-run (a lane's steps reach the chain through its dossier workflow, as always).
+Temporal's reset of the workflow that holds the step (the dossier's, or its lane child's) to
+the workflow task just before it (ops.reset_points): the step and everything after it run
+again. Temporal's reset has no high-level client method in this SDK: this wraps the service
+call. By query, one reset per dossier paced by `--rate` (a batch reset can only aim every
+workflow at the same kind of point, and each dossier's point is its own event).
 
 Signals and updates that came after the reset point are not reapplied: the steps after it run
 again, each by its own actor (an officer's approval is asked for again, not replayed), and a
 lane's old progress reports do not reach a dossier that was reset past them. A lane the reset
 workflow started after the point and that still runs is terminated right after the reset (a
-reset leaves it running, and the new run starts the lane again under the same id).
+reset leaves it running, and the new run starts the lane again under the same id): so a reset
+of the dossier to intake replaces its running lane.
+
+The reset is one `operator_reset` event in the dossier's audit chain, under the dossier's code
+whichever workflow was reset (who, why, which workflow, from which run to which, the
+dossier's state before and after); the steps that run again are written as new events of the
+new run (a lane's steps reach the chain through its dossier workflow, as always).
 """
 
 from __future__ import annotations
@@ -19,28 +24,49 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
+import typer
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.enums.v1 import PendingWorkflowTaskState, ResetReapplyExcludeType
+from temporalio.api.enums.v1 import ResetReapplyExcludeType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowQueryFailedError
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain import lanes
-from ops.audit import OPERATOR_KEY_PREFIX
-from schemas.dossier import DossierView
-from store import audit
-from workflows import search_attributes as sa
+from bootstrap import connect
+from config import settings
+from ops.audit import append_operator_event, hold_audit_log
+from ops.cli import (
+    DEFAULT_RATE,
+    AsJson,
+    DryRun,
+    Operator,
+    Query,
+    Rate,
+    Reason,
+    bar,
+    run_action,
+)
+from ops.errors import OperatorError, WorkflowBusy, check_action, check_rate
+from ops.reset_points import Step, locate
+from ops.temporal import (
+    DossierState,
+    Progressed,
+    running_dossiers,
+    running_dossiers_query,
+    server_state,
+    snapshot,
+    until_no_task_running,
+)
+from store.db import writing
+from store.migrate import migrate
 
-QUERY_TIMEOUT = timedelta(seconds=10)
+RESET_ATTEMPTS = 3
+IDLE_WAIT_SECONDS = 10.0
 # How long a reset waits, with the audit log held, for a workflow task in flight to finish.
 BUSY_WAIT_SECONDS = 2.0
-APPEND_ATTEMPTS = 5
 
 # What a reset does not carry over from beyond its point.
 NOT_REAPPLIED = (
@@ -49,24 +75,18 @@ NOT_REAPPLIED = (
 )
 
 
-class DossierState(BaseModel):
-    """A dossier as an operator action found or left it."""
-
+class ResetRow(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    status: str | None = Field(description="the dossier's status")
-    stage: str | None = None
-    source: str = Field(
-        description="`status query` (the workflow answered) or `search attribute` (the "
-        "DossierStatus the workflow last set, read from the server)"
-    )
-    runs: dict[str, str] = Field(
-        default_factory=dict, description="workflow id -> current run id, dossier and lane"
-    )
-
-
-class WorkflowBusy(RuntimeError):
-    """The workflow to reset is in the middle of a workflow task (writing a step, say)."""
+    code: str
+    workflow_id: str | None
+    step: Step
+    event_id: int | None
+    run_id_before: str | None = None
+    run_id_after: str | None = None
+    status_before: str | None = None
+    status_after: str | None = None
+    outcome: str
 
 
 class OperatorReset(BaseModel):
@@ -87,126 +107,6 @@ class OperatorReset(BaseModel):
     terminated: list[str] = Field(
         default_factory=list, description="running lanes the reset replaced (terminated)"
     )
-
-
-async def _describe(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
-    try:
-        return await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-
-
-def _task_running(description: WorkflowExecutionDescription) -> bool:
-    raw = description.raw_description
-    return (
-        raw.HasField("pending_workflow_task")
-        and raw.pending_workflow_task.state
-        == PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED
-    )
-
-
-async def until_no_task_running(
-    client: Client, workflow_id: str, timeout: float
-) -> WorkflowExecutionDescription | None:
-    """The workflow's description once no workflow task of it is in flight. A reset that cut
-    one off could leave the step it was writing in the audit log but in no history (the
-    receipt never recorded), which verification would then report as tampering."""
-    deadline = time.monotonic() + timeout
-    while True:
-        described = await _describe(client, workflow_id)
-        if described is None or not _task_running(described):
-            return described
-        if time.monotonic() > deadline:
-            raise WorkflowBusy(
-                f"{workflow_id} is in the middle of a workflow task (writing a step); "
-                "try again in a moment"
-            )
-        await asyncio.sleep(0.05)
-
-
-async def _runs(
-    client: Client, code: str, parent: WorkflowExecutionDescription | None
-) -> dict[str, str]:
-    """Current run of the dossier workflow and of its lane (running or finished)."""
-    if parent is None:
-        return {}
-    runs = {code: parent.run_id}
-    lane = parent.typed_search_attributes.get(sa.LANE)
-    lane_ids = [lanes.lane_workflow_id(code, lane)] if lane else []
-    lane_ids += [c.workflow_id for c in parent.raw_description.pending_children]
-    for lane_id in dict.fromkeys(lane_ids):
-        described = await _describe(client, lane_id)
-        if described is not None:
-            runs[lane_id] = described.run_id
-    return runs
-
-
-async def server_state(client: Client, code: str) -> DossierState:
-    """The dossier's state as the server holds it, without asking a worker: safe to read while
-    a write transaction is open (a worker writing the dossier's next step waits on it)."""
-    parent = await _describe(client, code)
-    status = parent.typed_search_attributes.get(sa.STATUS) if parent else None
-    return DossierState(
-        status=status, source="search attribute", runs=await _runs(client, code, parent)
-    )
-
-
-async def snapshot(client: Client, code: str) -> DossierState:
-    """The dossier's state from its `status` query; from the server's search attribute when
-    the workflow cannot answer (a failing workflow task, say)."""
-    parent = await _describe(client, code)
-    runs = await _runs(client, code, parent)
-    try:
-        view: DossierView = await client.get_workflow_handle(code).query(
-            "status",
-            result_type=DossierView,
-            rpc_timeout=QUERY_TIMEOUT,
-        )
-    except (RPCError, WorkflowQueryFailedError):  # no worker can answer: a failing task, say
-        status = parent.typed_search_attributes.get(sa.STATUS) if parent else None
-        return DossierState(status=status, source="search attribute", runs=runs)
-    return DossierState(
-        status=view.status.value, stage=view.stage.value, source="status query", runs=runs
-    )
-
-
-async def hold_audit_log(conn: AsyncConnection) -> None:
-    """Until the caller's transaction ends, no dossier's step is written, so an operator event
-    appended in it comes before every step its action sets going. SQLite's write transaction
-    holds the database from its start already; PostgreSQL locks the audit table against
-    inserts (reads go on), for the few milliseconds of one Temporal call."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("LOCK TABLE audit_events IN SHARE ROW EXCLUSIVE MODE"))
-
-
-async def append_operator_event(
-    conn: AsyncConnection, *, code: str, event_type: str, operator: str, payload: BaseModel
-) -> audit.AuditEvent:
-    """One operator event in the dossier's chain, keyed `operator:<uuid>`. In a savepoint, tried
-    again when a step of the dossier took the same sequence number first (possible on
-    PostgreSQL without `hold_audit_log`)."""
-    key = f"{OPERATOR_KEY_PREFIX}{uuid.uuid4()}"
-    text = audit.canonical(payload)
-    at = datetime.now(UTC)
-    for attempt in range(1, APPEND_ATTEMPTS + 1):
-        try:
-            async with conn.begin_nested():
-                return await audit.append(
-                    conn,
-                    dossier_code=code,
-                    event_key=key,
-                    event_type=event_type,
-                    actor=operator,
-                    at=at,
-                    payload=text,
-                )
-        except IntegrityError:
-            if attempt == APPEND_ATTEMPTS:
-                raise
-            await asyncio.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
 
 
 async def reset_workflow(
@@ -261,17 +161,14 @@ async def reset_dossier(
     transaction); the state after is read from the server, since a worker answering a query
     might itself be waiting on this transaction to write the new run's first step.
     """
-    if not operator.strip():
-        raise ValueError("operator: a reset needs the operator's name for the audit log")
-    if not reason.strip():
-        raise ValueError("reason: a reset needs a reason for the audit log")
+    check_action(operator, reason)
     target = workflow_id or code
     await hold_audit_log(conn)
     # A task in flight now either finishes without the audit log (its step is written), or
     # waits on it: then this reset gives up (WorkflowBusy) rather than cut the step off.
     described = await until_no_task_running(client, target, BUSY_WAIT_SECONDS)
     if described is None:
-        raise ValueError(f"{target}: no such workflow")
+        raise OperatorError(f"{target}: no such workflow")
     run_id = run_id or described.run_id
     replaced = (
         [
@@ -317,3 +214,184 @@ async def reset_dossier(
         conn, code=code, event_type="operator_reset", operator=operator, payload=action
     )
     return new_run
+
+
+async def reset_to_step(
+    client: Client,
+    database_url: str,
+    code: str,
+    step: Step,
+    *,
+    operator: str,
+    reason: str,
+    dry_run: bool = False,
+) -> ResetRow:
+    """Reset one dossier to `step` (where: ops.reset_points), as an audited operator action."""
+    check_action(operator, reason)
+    where = await locate(client, code, step)
+    if dry_run:
+        return ResetRow(
+            code=code,
+            workflow_id=where.workflow_id,
+            step=step,
+            event_id=where.event_id,
+            run_id_before=where.run_id,
+            outcome=f"would reset: {where.note}",
+        )
+    before = await snapshot(client, code)
+    for attempt in range(1, RESET_ATTEMPTS + 1):
+        try:
+            # Outside the transaction first: a step being written finishes.
+            await until_no_task_running(client, where.workflow_id, IDLE_WAIT_SECONDS)
+            async with writing(database_url) as conn:
+                new_run = await reset_dossier(
+                    client,
+                    conn,
+                    code=code,
+                    workflow_task_finish_event_id=where.event_id,
+                    operator=operator,
+                    reason=reason,
+                    workflow_id=where.workflow_id,
+                    run_id=where.run_id,
+                    step=step.value,
+                    before=before,
+                )
+            break
+        except WorkflowBusy as err:
+            if attempt == RESET_ATTEMPTS:
+                raise OperatorError(str(err)) from err
+    after = await snapshot(client, code)
+    return ResetRow(
+        code=code,
+        workflow_id=where.workflow_id,
+        step=step,
+        event_id=where.event_id,
+        run_id_before=where.run_id,
+        run_id_after=new_run,
+        status_before=before.status,
+        status_after=after.status,
+        outcome=f"reset: {where.note}",
+    )
+
+
+class _Pace:
+    """At most `rate` starts per second."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = time.monotonic()
+
+    async def wait(self) -> None:
+        delay = self._next - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self._next = max(self._next, time.monotonic()) + self._interval
+
+
+async def reset_batch(
+    client: Client,
+    database_url: str,
+    query: str,
+    step: Step,
+    *,
+    operator: str,
+    reason: str,
+    rate: float = DEFAULT_RATE,
+    dry_run: bool = False,
+    progress: Progressed | None = None,
+) -> list[ResetRow]:
+    """Reset every dossier `query` selects to `step`, one at a time at `rate` per second;
+    dossiers that have not reached the step are listed as skipped."""
+    check_action(operator, reason)
+    check_rate(rate)
+    codes = await running_dossiers(client, running_dossiers_query(query))
+    pace = _Pace(rate)
+    rows: list[ResetRow] = []
+    for index, code in enumerate(codes, start=1):
+        try:
+            if not dry_run:
+                await pace.wait()
+            rows.append(
+                await reset_to_step(
+                    client,
+                    database_url,
+                    code,
+                    step,
+                    operator=operator,
+                    reason=reason,
+                    dry_run=dry_run,
+                )
+            )
+        except OperatorError as err:
+            rows.append(
+                ResetRow(
+                    code=code,
+                    workflow_id=None,
+                    step=step,
+                    event_id=None,
+                    outcome=f"skipped: {err}",
+                )
+            )
+        except RPCError as err:
+            rows.append(
+                ResetRow(
+                    code=code,
+                    workflow_id=None,
+                    step=step,
+                    event_id=None,
+                    outcome=f"failed: {err.message}",
+                )
+            )
+        if progress is not None:
+            progress(index, len(codes))
+    return rows
+
+
+def reset_command(
+    to: Annotated[Step, typer.Option("--to", help="the step to run again")],
+    operator: Operator,
+    reason: Reason,
+    code: Annotated[str | None, typer.Argument(help="the dossier code")] = None,
+    query: Query = None,
+    rate: Rate = DEFAULT_RATE,
+    dry_run: DryRun = False,
+    as_json: AsJson = False,
+) -> None:
+    """Run a dossier's step again (reset), as an audited operator action.
+
+    STEP (intake, appraisal, approval, signing, return) and everything after it run again;
+    with --query, every dossier the query selects, one at a time paced by --rate.
+    """
+
+    async def run() -> list[ResetRow]:
+        config = settings()
+        await migrate(config.database_url)
+        client = await connect(config)
+        if code is not None:
+            return [
+                await reset_to_step(
+                    client,
+                    config.database_url,
+                    code,
+                    to,
+                    operator=operator,
+                    reason=reason,
+                    dry_run=dry_run,
+                )
+            ]
+        assert query is not None
+        with bar() as progress:
+            task = progress.add_task(f"resetting to {to.value}", total=None)
+            return await reset_batch(
+                client,
+                config.database_url,
+                query,
+                to,
+                operator=operator,
+                reason=reason,
+                rate=rate,
+                dry_run=dry_run,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+
+    run_action("reset", code, query, operator, reason, run, as_json=as_json, dry_run=dry_run)

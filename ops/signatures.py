@@ -10,7 +10,6 @@ against the SHA-256 the history recorded. Any document missing or not holding ex
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -18,20 +17,17 @@ from typing import Annotated
 import httpx
 import typer
 from pydantic import BaseModel, ConfigDict
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
+from bootstrap import connect
 from config import settings
 from domain.signatures import sha256_hex, verify_signature
-from ops.replay import _client
+from ops.cli import AsJson, console, fail, print_json, spinner
 from schemas.exchanges import IssuedDocument
 from schemas.lanes import DossierResult
 
 signatures_app = typer.Typer(help="E-signatures on result documents.", no_args_is_help=True)
-console = Console()
-errors = Console(stderr=True)
 
 
 class SignatureUnavailable(RuntimeError):
@@ -159,26 +155,23 @@ async def verify_dossier(client: Client, code: str, signing_url: str) -> Signatu
 @signatures_app.command("verify")
 def verify(
     code: Annotated[str, typer.Argument(help="the dossier code")],
-    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Verify the e-signature of every document the dossier issued; exit 1 if any fails."""
 
     async def run() -> SignatureReport:
         config = settings()
-        client = await _client(config)
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), console=errors, transient=True
-        ) as progress:
+        client = await connect(config)
+        with spinner() as progress:
             progress.add_task(f"verifying the documents of {code}", total=None)
             return await verify_dossier(client, code, config.url("signing"))
 
     try:
         report = asyncio.run(run())
     except SignatureUnavailable as err:
-        errors.print(f"signatures: {err}", markup=False, highlight=False)
-        raise typer.Exit(1) from err
+        raise fail(f"signatures: {err}", 1) from err
     if as_json:
-        typer.echo(json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False))
+        print_json(report)
     else:
         for doc in report.documents:
             signer = doc.signer_id or "-"

@@ -19,62 +19,45 @@ described, a bounded number at a time.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
-from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
-from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.api.failure.v1 import Failure
-from temporalio.api.history.v1 import HistoryEvent
-from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
 from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
 
-from codec import project_converter
-from config import Settings, settings
+from bootstrap import connect
+from config import settings
 from domain import lanes
 from domain.calendar import HANOI
+from ops.cli import AsJson, bar, console, fail, print_json
+from ops.temporal import (
+    DESCRIBE_CONCURRENCY,
+    Progressed,
+    describe_if_exists,
+    for_each,
+    history_tail,
+    running_dossiers,
+    running_dossiers_query,
+)
+from schemas.statuses import Stage
+from store import views
 from store.db import engine_for
 from store.migrate import migrate
-from store.tables import dossiers, tasks
 
-DEFAULT_ADDRESS = "127.0.0.1:7233"  # the server `make run` starts
-DESCRIBE_CONCURRENCY = 16
-DOSSIER_TYPE = "Dossier"
 # The server replaces a retried activity's failure over its size limit
 # (`limit.mutableStateActivityFailureSize.error`, 4 KiB by default) with this one, keeping a
 # truncated copy of the original as its cause.
 FAILURE_OVER_LIMIT = "Failure exceeds size limit."
 ENCODED = "Encoded failure"
-
-console = Console()
-errors = Console(stderr=True)
-
-# Called with (done, total) as a batch advances: the commands' progress bars.
-Progressed = Callable[[int, int], None]
-
-
-async def connect(config: Settings) -> Client:
-    """The one place the operator commands (stuck, retry, reset) connect to Temporal: the
-    project's data converter, so queries, results and failures decode as the workers wrote
-    them."""
-    return await Client.connect(
-        config.temporal_address or DEFAULT_ADDRESS,
-        namespace=config.temporal_namespace,
-        data_converter=project_converter(config.data_dir),
-    )
 
 
 class StuckKind(StrEnum):
@@ -154,21 +137,6 @@ def visibility_query(filters: Filters, now: datetime) -> str:
     return running_dossiers_query(" AND ".join(clauses) or None)
 
 
-def running_dossiers_query(selection: str | None) -> str:
-    """An operator's visibility query narrowed to running dossier workflows: the query selects
-    dossiers; their lanes are found from each dossier."""
-    base = f"WorkflowType = '{DOSSIER_TYPE}' AND ExecutionStatus = 'Running'"
-    return f"{base} AND ({selection})" if selection and selection.strip() else base
-
-
-async def running_dossiers(client: Client, query: str) -> list[str]:
-    """The codes of the dossiers a (full) visibility query selects, oldest first."""
-    found: list[tuple[datetime, str]] = []
-    async for execution in client.list_workflows(query):
-        found.append((execution.start_time, execution.id))
-    return [code for _, code in sorted(found)]
-
-
 # --- why each one is stuck --------------------------------------------------------------------
 async def failure_text(client: Client, failure: Failure) -> str:
     """A failure's message as the workers wrote it: decoded with the project's converter
@@ -193,17 +161,6 @@ async def failure_text(client: Client, failure: Failure) -> str:
     if isinstance(error, ApplicationError) and error.type:
         return f"{error.type}: {message}"
     return message
-
-
-async def _history_tail(client: Client, workflow_id: str, run_id: str) -> list[HistoryEvent]:
-    response = await client.workflow_service.get_workflow_execution_history_reverse(
-        GetWorkflowExecutionHistoryReverseRequest(
-            namespace=client.namespace,
-            execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
-            maximum_page_size=50,
-        )
-    )
-    return list(response.history.events)
 
 
 async def _first_scheduled(client: Client, workflow_id: str, run_id: str) -> dict[str, datetime]:
@@ -258,7 +215,7 @@ async def workflow_problems(
             if task.HasField("original_scheduled_time")
             else None
         )
-        for event in await _history_tail(client, workflow_id, run_id):
+        for event in await history_tail(client, workflow_id, run_id):
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
                 attributes = event.workflow_task_failed_event_attributes
                 cause = WorkflowTaskFailedCause.Name(attributes.cause).removeprefix(
@@ -279,17 +236,6 @@ async def workflow_problems(
             )
         )
     return rows
-
-
-async def describe_if_exists(
-    client: Client, workflow_id: str
-) -> WorkflowExecutionDescription | None:
-    try:
-        return await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            return None
-        raise
 
 
 async def inspect_dossier(client: Client, code: str) -> list[StuckRow]:
@@ -313,64 +259,37 @@ async def inspect_all(
     progress: Progressed | None = None,
 ) -> dict[str, list[StuckRow]]:
     """`inspect_dossier` for each code, at most `concurrency` at a time."""
-    gate = asyncio.Semaphore(concurrency)
-    done = 0
-
-    async def one(code: str) -> tuple[str, list[StuckRow]]:
-        nonlocal done
-        async with gate:
-            rows = await inspect_dossier(client, code)
-        done += 1
-        if progress is not None:
-            progress(done, len(codes))
-        return code, rows
-
-    return dict(await asyncio.gather(*(one(code) for code in codes)))
+    found = await for_each(
+        codes,
+        lambda code: inspect_dossier(client, code),
+        concurrency=concurrency,
+        progress=progress,
+    )
+    return dict(zip(codes, found, strict=True))
 
 
 async def past_due_tasks(
     conn: AsyncConnection, filters: Filters, now: datetime, running: Iterable[str] | None = None
 ) -> list[StuckRow]:
     """Open officer tasks past their due time, for open dossiers (the read model)."""
-    query = (
-        select(
-            tasks.c.dossier_code,
-            tasks.c.action,
-            tasks.c.unit,
-            tasks.c.role,
-            tasks.c.due_at,
-            tasks.c.claimed_by,
-            dossiers.c.stage,
-            dossiers.c.lane,
-        )
-        .join(dossiers, dossiers.c.code == tasks.c.dossier_code)
-        .where(
-            tasks.c.done_at.is_(None),
-            tasks.c.due_at.is_not(None),
-            tasks.c.due_at < now,
-            dossiers.c.closed_at.is_(None),
-        )
-        .order_by(tasks.c.due_at)
+    past_due = await views.past_due_tasks(
+        conn,
+        now=now,
+        procedure=filters.procedure or None,
+        unit=filters.unit or None,
+        lane=filters.lane or None,
     )
-    if filters.procedure:
-        query = query.where(dossiers.c.procedure_code == filters.procedure)
-    if filters.unit:
-        query = query.where(
-            or_(
-                dossiers.c.receiving_unit == filters.unit, dossiers.c.competent_unit == filters.unit
-            )
-        )
-    if filters.lane:
-        query = query.where(dossiers.c.lane == filters.lane)
     keep = set(running) if running is not None else None
     rows: list[StuckRow] = []
-    for task in await conn.execute(query):
+    for found in past_due:
+        task, dossier = found.task, found.dossier
         if keep is not None and task.dossier_code not in keep:
             continue
+        assert task.due_at is not None  # past due: it has a due time
         held_by = (
-            lanes.lane_workflow_id(task.dossier_code, task.lane)
-            if task.stage == "processing"
-            else task.dossier_code
+            lanes.lane_workflow_id(dossier.code, dossier.lane)
+            if dossier.stage is Stage.PROCESSING
+            else dossier.code
         )
         claimed = f", claimed by {task.claimed_by}" if task.claimed_by else ""
         rows.append(
@@ -415,7 +334,7 @@ def _when(value: datetime | None) -> str:
 
 def show_stuck(rows: Sequence[StuckRow], as_json: bool) -> None:
     if as_json:
-        console.print_json(json.dumps([row.model_dump(mode="json") for row in rows]))
+        print_json(rows)
         return
     if not rows:
         console.print("stuck: none")
@@ -457,7 +376,7 @@ def stuck_command(
     older_than: Annotated[
         str | None, typer.Option("--older-than", help="filed at least this long ago: 2h, 1d")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print rows as JSON")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """List stuck dossiers, each with why.
 
@@ -468,27 +387,20 @@ def stuck_command(
         filters = Filters(unit=unit, procedure=procedure, lane=lane, older_than=_age(older_than))
         visibility_query(filters, datetime.now(UTC))  # reject bad values before connecting
     except ValueError as err:
-        errors.print(f"ops stuck: {err}", markup=False, highlight=False)
-        raise typer.Exit(2) from err
+        raise fail(f"ops stuck: {err}", 2) from err
 
     async def run() -> list[StuckRow]:
         config = settings()
         await migrate(config.database_url)
         client = await connect(config)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            console=errors,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("describing dossiers", total=None)
+        with bar() as progress:
+            task = progress.add_task("describing dossiers", total=None)
             async with engine_for(config.database_url).connect() as conn:
                 return await find_stuck(
                     client,
                     conn,
                     filters,
-                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                    progress=lambda done, total: progress.update(task, completed=done, total=total),
                 )
 
     show_stuck(asyncio.run(run()), as_json)

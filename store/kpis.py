@@ -1,40 +1,34 @@
-"""The KPIs officers and leaders read: on-time ratios, dossiers past their appointment, open
-tasks and a unit's inbox. SQLAlchemy Core over store.tables, on SQLite and PostgreSQL.
-
-Each function takes an open AsyncConnection (the caller picks the transaction) and emits one
-query that an index of store.tables serves; tests/test_kpis.py checks the plans.
+"""The KPIs officers and leaders read: on-time ratios, dossiers past their appointment and open
+tasks per unit and role. Queries over the read model, as store.views (same records, same
+bounds): each emits one query an index serves, checked by tests/test_kpis.py.
 
 Time windows are half-open, [from, to), and every datetime must be timezone-aware. Results
-are in UTC. Dates of "day" and "month" periods are Hanoi's (UTC+7, no daylight saving).
-On SQLite a DateTime column keeps no offset: the rows are (and must be written) in UTC.
+are in UTC. Dates of "day" and "month" periods are Hanoi's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import String, case, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
 from store.tables import dossiers, tasks
+from store.views import PastDueDossier, Record, aware, check_limit, columns, record_of
 
-HANOI_UTC_OFFSET_HOURS = 7  # Indochina Time, no daylight saving
-HANOI = timezone(timedelta(hours=HANOI_UTC_OFFSET_HOURS), "ICT")
+# Hanoi (domain.calendar.HANOI) has kept UTC+7 without daylight saving since 1975: the SQL
+# that groups by Hanoi day or month shifts UTC by this fixed offset.
+HANOI_UTC_OFFSET_HOURS = 7
 
 GroupBy = Literal["receiving_unit", "competent_unit", "procedure_code"]
 Period = Literal["day", "month"]
 UnitRole = Literal["competent_unit", "receiving_unit"]
 
 
-class _Row(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class OnTimeRow(_Row):
+class OnTimeRow(Record):
     """One unit or procedure. `closed` counts the dossiers closed with a verdict (on time or
     late); those closed without one (withdrawn, rejected at intake, stopped) are apart in
     `no_verdict` and outside the ratio."""
@@ -47,7 +41,7 @@ class OnTimeRow(_Row):
     ratio: float | None  # on_time / closed; None when nothing closed with a verdict
 
 
-class PeriodRow(_Row):
+class PeriodRow(Record):
     period: date  # first day of the Hanoi-local day or month
     closed: int
     on_time: int
@@ -56,33 +50,12 @@ class PeriodRow(_Row):
     ratio: float | None
 
 
-class PastDueRow(_Row):
-    code: str
-    procedure_code: str
-    receiving_unit: str
-    competent_unit: str
-    status: str
-    received_at: datetime
-    due_at: datetime
-
-
-class OpenTasksRow(_Row):
+class OpenTasksRow(Record):
     unit: str
     role: str
     open: int
     oldest_since: datetime
     earliest_due_at: datetime | None
-
-
-class TaskRow(_Row):
-    id: int
-    dossier_code: str
-    action: str
-    unit: str
-    role: str
-    since: datetime
-    due_at: datetime | None
-    claimed_by: str | None
 
 
 async def on_time_ratio(
@@ -97,7 +70,7 @@ async def on_time_ratio(
     key = _group_column(by)
     statement = (
         select(key.label("key"), *_verdict_counts())
-        .where(dossiers.c.closed_at >= _utc(closed_from), dossiers.c.closed_at < _utc(closed_to))
+        .where(dossiers.c.closed_at >= aware(closed_from), dossiers.c.closed_at < aware(closed_to))
         .group_by(key)
         .order_by(key)
     )
@@ -119,7 +92,7 @@ async def on_time_by_period(
     bucket = hanoi_period(conn.dialect.name, period, dossiers.c.closed_at)
     statement = (
         select(bucket.label("period"), *_verdict_counts())
-        .where(dossiers.c.closed_at >= _utc(closed_from), dossiers.c.closed_at < _utc(closed_to))
+        .where(dossiers.c.closed_at >= aware(closed_from), dossiers.c.closed_at < aware(closed_to))
         .group_by(bucket)
         .order_by(bucket)
     )
@@ -141,32 +114,24 @@ async def past_due(
     limit: int = 100,
     after_due: datetime | None = None,
     after_code: str | None = None,
-) -> list[PastDueRow]:
+) -> list[PastDueDossier]:
     """Open dossiers whose appointment is before `now`, the longest overdue first.
 
     `unit` filters on the competent unit (the one the legal clock runs against), or on the
     receiving unit with unit_role="receiving_unit". Next page: pass the last row's due_at
     and code as after_due and after_code (many dossiers share a 17:00 appointment, so the
     code breaks ties; after_due alone skips every dossier due at that instant)."""
-    _check_limit(limit)
+    check_limit(limit)
     statement = (
-        select(
-            dossiers.c.code,
-            dossiers.c.procedure_code,
-            dossiers.c.receiving_unit,
-            dossiers.c.competent_unit,
-            dossiers.c.status,
-            dossiers.c.received_at,
-            dossiers.c.due_at,
-        )
-        .where(dossiers.c.closed_at.is_(None), dossiers.c.due_at < _utc(now))
+        select(*columns(PastDueDossier, dossiers))
+        .where(dossiers.c.closed_at.is_(None), dossiers.c.due_at < aware(now))
         .order_by(dossiers.c.due_at, dossiers.c.code)
         .limit(limit)
     )
     if unit is not None:
         statement = statement.where(_unit_column(unit_role) == unit)
     if after_due is not None:
-        after = _utc(after_due)
+        after = aware(after_due)
         if after_code is None:
             statement = statement.where(dossiers.c.due_at > after)
         else:
@@ -175,19 +140,8 @@ async def past_due(
                 dossiers.c.due_at >= after,
                 or_(dossiers.c.due_at > after, dossiers.c.code > after_code),
             )
-    rows = (await conn.execute(statement)).all()
-    return [
-        PastDueRow(
-            code=row.code,
-            procedure_code=row.procedure_code,
-            receiving_unit=row.receiving_unit,
-            competent_unit=row.competent_unit,
-            status=row.status,
-            received_at=_from_db(row.received_at),
-            due_at=_from_db(row.due_at),
-        )
-        for row in rows
-    ]
+    rows = (await conn.execute(statement)).mappings().all()
+    return [record_of(PastDueDossier, row) for row in rows]
 
 
 async def open_tasks(conn: AsyncConnection, *, unit: str | None = None) -> list[OpenTasksRow]:
@@ -212,47 +166,8 @@ async def open_tasks(conn: AsyncConnection, *, unit: str | None = None) -> list[
             unit=row.unit,
             role=row.role,
             open=row.open,
-            oldest_since=_from_db(row.oldest_since),
-            earliest_due_at=_from_db_or_none(row.earliest_due_at),
-        )
-        for row in rows
-    ]
-
-
-async def inbox(
-    conn: AsyncConnection, *, unit: str, role: str | None = None, limit: int = 100
-) -> list[TaskRow]:
-    """A unit's open tasks, earliest due first; tasks without a due time come last."""
-    _check_limit(limit)
-    statement = (
-        select(
-            tasks.c.id,
-            tasks.c.dossier_code,
-            tasks.c.action,
-            tasks.c.unit,
-            tasks.c.role,
-            tasks.c.since,
-            tasks.c.due_at,
-            tasks.c.claimed_by,
-        )
-        .where(tasks.c.done_at.is_(None), tasks.c.unit == unit)
-        # NULLS LAST spelled out: SQLite would put them first, PostgreSQL last.
-        .order_by(tasks.c.due_at.asc().nulls_last(), tasks.c.since, tasks.c.id)
-        .limit(limit)
-    )
-    if role is not None:
-        statement = statement.where(tasks.c.role == role)
-    rows = (await conn.execute(statement)).all()
-    return [
-        TaskRow(
-            id=row.id,
-            dossier_code=row.dossier_code,
-            action=row.action,
-            unit=row.unit,
-            role=row.role,
-            since=_from_db(row.since),
-            due_at=_from_db_or_none(row.due_at),
-            claimed_by=row.claimed_by,
+            oldest_since=row.oldest_since,
+            earliest_due_at=row.earliest_due_at,
         )
         for row in rows
     ]
@@ -309,24 +224,3 @@ def _unit_column(unit_role: str) -> ColumnElement[str]:
 
 def _full_date(period: str) -> str:
     return period if len(period) == len("YYYY-MM-DD") else f"{period}-01"
-
-
-def _check_limit(limit: int) -> None:
-    if limit < 1:
-        raise ValueError(f"limit: must be at least 1, not {limit}")
-
-
-def _utc(value: datetime) -> datetime:
-    # SQLite compares the stored UTC text: a bound time must be UTC too.
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{value.isoformat()}: a KPI bound must be timezone-aware")
-    return value.astimezone(UTC)
-
-
-def _from_db(value: datetime) -> datetime:
-    # SQLite hands back naive UTC; PostgreSQL aware.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _from_db_or_none(value: datetime | None) -> datetime | None:
-    return None if value is None else _from_db(value)

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from store import kpis
+from domain.calendar import HANOI
+from store import kpis, views
 from store.db import engine_for
-from store.kpis import HANOI
 from store.migrate import migrate
 from store.tables import dossiers, tasks
 from tests.test_store_migrations import scratch_postgres
@@ -315,13 +315,13 @@ async def test_open_tasks_per_unit_and_role(conn: AsyncConnection) -> None:
 
 async def test_inbox_earliest_due_first(conn: AsyncConnection) -> None:
     async def ids(unit: str, role: str | None = None, limit: int = 100) -> list[int]:
-        return [task.id for task in await kpis.inbox(conn, unit=unit, role=role, limit=limit)]
+        return [task.id for task in await views.inbox(conn, unit=unit, role=role, limit=limit)]
 
     assert await ids(HK) == [2, 1, 3, 7, 6]  # no due time last, by waiting time
     assert await ids(HK, "specialist") == [2, 1, 7]
     assert await ids(HK, "specialist", limit=2) == [2, 1]
     assert await ids(TP) == [8, 9]  # same due time: the older first
-    claimed = await kpis.inbox(conn, unit=BD, role="counter_officer")
+    claimed = await views.inbox(conn, unit=BD, role="counter_officer")
     assert [(t.dossier_code, t.action, t.claimed_by) for t in claimed] == [
         ("O07", "provide_supplement", "officer-bd-1")
     ]
@@ -332,7 +332,7 @@ async def test_bounds_must_be_timezone_aware(conn: AsyncConnection) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         await kpis.past_due(conn, now=datetime(2026, 1, 15, 12, 0))
     with pytest.raises(ValueError, match="limit"):
-        await kpis.inbox(conn, unit=HK, limit=0)
+        await views.inbox(conn, unit=HK, limit=0)
 
 
 # --- Plans at scale -------------------------------------------------------------------------
@@ -501,8 +501,8 @@ TYPICAL: dict[str, Call] = {
     ),
     "open tasks, one unit": lambda c: kpis.open_tasks(c, unit=UNIT),
     "open tasks, the city": lambda c: kpis.open_tasks(c),
-    "inbox, unit and role": lambda c: kpis.inbox(c, unit=UNIT, role="specialist"),
-    "inbox, unit": lambda c: kpis.inbox(c, unit=UNIT),
+    "inbox, unit and role": lambda c: views.inbox(c, unit=UNIT, role="specialist"),
+    "inbox, unit": lambda c: views.inbox(c, unit=UNIT),
 }
 
 

@@ -32,7 +32,9 @@ from domain.calendar import HANOI
 from domain.catalogue import default_catalogue
 from embedded import start_dev_server
 from ops import audit as audit_ops
-from ops.operations import NotReached, ResetPoint, Step, locate, reset_to_step
+from ops.errors import NotReached
+from ops.reset import reset_to_step
+from ops.reset_points import ResetPoint, Step, locate
 from ops.stuck import Filters, find_stuck
 from schemas.actions import Action, Appraisal, Approval, HandOver, Recommendation
 from schemas.actions import Step as HumanStep

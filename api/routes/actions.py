@@ -9,11 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Body
-from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import Key, covers, require_role, require_unit
-from api.deps import ApiContext, Context, DossierCode, ask, not_found
-from api.problems import ProblemError, field_problem, problem_responses
+from api.deps import ApiContext, Context, DossierCode, ask
+from api.problems import field_problem, not_found, problem_responses
 from schemas.actions import (
     Acknowledgement,
     Action,
@@ -29,7 +28,6 @@ from schemas.actions import (
     Withdrawal,
 )
 from services import dossiers
-from services.dossiers import ActionRefused
 from store.api_keys import ApiKey
 
 router = APIRouter(prefix="/v1", tags=["actions"])
@@ -61,17 +59,10 @@ async def take_step(
             raise field_problem(
                 422, "invalid-request", f"officer.{name}", "must not contain control characters"
             )
-    place = await ask(code, dossiers.whereabouts(ctx.temporal, code))
+    place = await ask(dossiers.whereabouts(ctx.temporal, code))
     if not covers(key, (place.receiving_unit, place.competent_unit)):
         raise not_found(code)
-    try:
-        return await dossiers.act(ctx.temporal, code, action, step, place)
-    except ActionRefused as err:
-        raise ProblemError(409, "action-refused", str(err)) from err
-    except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            raise not_found(code) from err
-        raise ProblemError(503, "unavailable", "Temporal did not answer; retry") from err
+    return await dossiers.act(ctx.temporal, code, action, step, place)
 
 
 def _route(action: Action, body: type[Step]) -> Callable[..., Awaitable[Acknowledgement]]:

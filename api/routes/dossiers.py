@@ -9,17 +9,15 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
-from temporalio.service import RPCError
 
-from api import listing
 from api.auth import Key, require_role, require_unit
 from api.deps import ApiContext, Context, DossierCode, ask, visible_dossier
-from api.problems import FieldError, ProblemError, field_problem, problem_responses
+from api.problems import problem_responses
 from schemas.dossier import DossierSubmission, DossierView, TimelineEntry
 from schemas.statuses import DossierStatus, Role
 from services import dossiers
-from services.dossiers import FilingError, IdempotencyConflict, IdempotencyKey, Receipt
+from services.dossiers import IdempotencyKey, Receipt
+from store import views
 from store.db import engine_for
 from store.tables import idempotency_keys
 
@@ -73,29 +71,13 @@ async def submit_dossier(
     # answers 201; the database claim keeps them to one dossier across processes.
     async with ctx.submissions.hold((key.system, idempotency_key)):
         replay = await _known_key(ctx, key.system, idempotency_key)
-        try:
-            receipt = await dossiers.submit(
-                ctx.temporal,
-                submission,
-                ctx.catalogue,
-                ctx.settings.database_url,
-                idempotency=IdempotencyKey(
-                    system=key.system, key=idempotency_key, body_digest=digest
-                ),
-            )
-        except FilingError as err:
-            raise field_problem(422, "filing-refused", err.field, err.rule) from err
-        except IdempotencyConflict as err:
-            raise ProblemError(
-                409,
-                "idempotency-conflict",
-                str(err),
-                [FieldError(field="Idempotency-Key", rule="already used with another body")],
-            ) from err
-        except RPCError as err:
-            raise ProblemError(503, "unavailable", "Temporal did not answer; retry") from err
-        except SQLAlchemyError as err:
-            raise ProblemError(503, "unavailable", "the database did not answer; retry") from err
+        receipt = await dossiers.submit(
+            ctx.temporal,
+            submission,
+            ctx.catalogue,
+            ctx.settings.database_url,
+            idempotency=IdempotencyKey(system=key.system, key=idempotency_key, body_digest=digest),
+        )
     return JSONResponse(
         receipt.model_dump(mode="json"),
         status_code=200 if replay else 201,
@@ -107,11 +89,8 @@ async def _known_key(ctx: ApiContext, system: str, key: str) -> bool:
     statement = select(idempotency_keys.c.dossier_code).where(
         idempotency_keys.c.system == system, idempotency_keys.c.key == key
     )
-    try:
-        async with engine_for(ctx.settings.database_url).connect() as conn:
-            return (await conn.execute(statement)).first() is not None
-    except SQLAlchemyError as err:
-        raise ProblemError(503, "unavailable", "the database did not answer; retry") from err
+    async with engine_for(ctx.settings.database_url).connect() as conn:
+        return (await conn.execute(statement)).first() is not None
 
 
 @router.get(
@@ -139,22 +118,17 @@ async def list_dossiers(
     cursor: Annotated[
         str | None, Query(max_length=512, description="`next_cursor` of the previous page")
     ] = None,
-) -> listing.DossierPage:
+) -> views.DossierPage:
     if unit is not None:
         require_unit(key, unit, "unit")
-    filters = listing.Filters(
+    filters = views.DossierFilters(
         units=(unit,) if unit is not None else key.units,
         status=status,
         procedure=procedure,
         overdue=overdue,
     )
-    try:
-        async with engine_for(ctx.settings.database_url).connect() as conn:
-            return await listing.page(conn, filters, limit, cursor)
-    except listing.BadCursor as err:
-        raise field_problem(422, "invalid-request", "cursor", str(err)) from err
-    except SQLAlchemyError as err:
-        raise ProblemError(503, "unavailable", "the database did not answer; retry") from err
+    async with engine_for(ctx.settings.database_url).connect() as conn:
+        return await views.dossier_page(conn, filters, limit, cursor)
 
 
 @router.get(
@@ -173,5 +147,5 @@ async def get_dossier(code: DossierCode, key: Key, ctx: Context) -> DossierView:
 )
 async def get_timeline(code: DossierCode, key: Key, ctx: Context) -> Timeline:
     await visible_dossier(ctx, key, code)
-    entries = await ask(code, dossiers.timeline(ctx.temporal, code))
+    entries = await ask(dossiers.timeline(ctx.temporal, code))
     return Timeline(code=code, entries=entries)

@@ -6,14 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import Key, require_unit
 from api.deps import Context
-from api.problems import ProblemError, problem_responses
+from api.problems import problem_responses
 from api.routes.dossiers import UNIT_PATTERN
 from schemas.statuses import Role
-from store import kpis
+from store import views
 from store.db import engine_for
 
 router = APIRouter(prefix="/v1", tags=["inbox"])
@@ -24,7 +23,7 @@ class Inbox(BaseModel):
 
     unit: str
     role: Role | None
-    items: list[kpis.TaskRow]
+    items: list[views.TaskRecord]
 
 
 @router.get(
@@ -42,9 +41,6 @@ async def inbox(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Inbox:
     require_unit(key, unit, "unit")
-    try:
-        async with engine_for(ctx.settings.database_url).connect() as conn:
-            rows = await kpis.inbox(conn, unit=unit, role=role.value if role else None, limit=limit)
-    except SQLAlchemyError as err:
-        raise ProblemError(503, "unavailable", "the database did not answer; retry") from err
+    async with engine_for(ctx.settings.database_url).connect() as conn:
+        rows = await views.inbox(conn, unit=unit, role=role.value if role else None, limit=limit)
     return Inbox(unit=unit, role=role, items=rows)

@@ -11,11 +11,10 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, UrlConstraints
 from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
 from api.auth import Key, require_unit
 from api.deps import Context
-from api.problems import ProblemError, field_problem, problem_responses
+from api.problems import field_problem, problem_responses
 from store.db import engine_for, writing
 from store.tables import webhook_subscriptions
 
@@ -54,10 +53,6 @@ class WebhookList(BaseModel):
     items: list[Webhook]
 
 
-def _unavailable(err: Exception) -> ProblemError:
-    return ProblemError(503, "unavailable", "the database did not answer; retry")
-
-
 @router.post(
     "",
     status_code=201,
@@ -73,15 +68,12 @@ async def create_webhook(body: WebhookRequest, key: Key, ctx: Context) -> Webhoo
         created_at=datetime.now(UTC),
         secret=secrets.token_urlsafe(SECRET_BYTES),
     )
-    try:
-        async with writing(ctx.settings.database_url) as conn:
-            await conn.execute(
-                webhook_subscriptions.insert().values(
-                    system=key.system, active=True, **created.model_dump()
-                )
+    async with writing(ctx.settings.database_url) as conn:
+        await conn.execute(
+            webhook_subscriptions.insert().values(
+                system=key.system, active=True, **created.model_dump()
             )
-    except SQLAlchemyError as err:
-        raise _unavailable(err) from err
+        )
     return created
 
 
@@ -97,11 +89,8 @@ async def list_webhooks(key: Key, ctx: Context) -> WebhookList:
         .where(w.system == key.system, w.active)
         .order_by(w.created_at, w.id)
     )
-    try:
-        async with engine_for(ctx.settings.database_url).connect() as conn:
-            rows = (await conn.execute(statement)).all()
-    except SQLAlchemyError as err:
-        raise _unavailable(err) from err
+    async with engine_for(ctx.settings.database_url).connect() as conn:
+        rows = (await conn.execute(statement)).all()
     return WebhookList(
         items=[
             Webhook(
@@ -127,16 +116,13 @@ async def delete_webhook(
     ctx: Context,
 ) -> Response:
     w = webhook_subscriptions.c
-    try:
-        async with writing(ctx.settings.database_url) as conn:
-            # Deactivated, not deleted: the delivery log keeps pointing at it.
-            result = await conn.execute(
-                webhook_subscriptions.update()
-                .where(w.id == webhook_id, w.system == key.system, w.active)
-                .values(active=False)
-            )
-    except SQLAlchemyError as err:
-        raise _unavailable(err) from err
+    async with writing(ctx.settings.database_url) as conn:
+        # Deactivated, not deleted: the delivery log keeps pointing at it.
+        result = await conn.execute(
+            webhook_subscriptions.update()
+            .where(w.id == webhook_id, w.system == key.system, w.active)
+            .values(active=False)
+        )
     if result.rowcount == 0:
         # Another system's subscription is as unknown as one that never existed.
         raise field_problem(404, "not-found", "id", f"no webhook {webhook_id}")

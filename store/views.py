@@ -1,0 +1,251 @@
+"""The read model as the API, the officers and the operators read it: one record per table row
+read, a unit's dossiers page by page, a unit's inbox, and the open tasks past their due time.
+The KPIs (store.kpis) build on the same records. SQLAlchemy Core over store.tables, on SQLite
+and PostgreSQL.
+
+Each function takes an open AsyncConnection (the caller picks the transaction) and emits one
+query that an index of store.tables serves; tests/test_kpis.py checks the plans. Every bound
+must be timezone-aware; the UTCDateTime columns hand back aware UTC instants on every backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, Column, Table, and_, or_, select
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.codes import is_dossier_code
+from schemas.statuses import DossierStatus, Outcome, Stage
+from store.tables import dossiers, tasks
+
+
+class Record(BaseModel):
+    """A row (or a figure) of the read model as read."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+R = TypeVar("R", bound=Record)
+
+
+# --- the records --------------------------------------------------------------------------------
+class DossierLine(Record):
+    """What names a dossier on a line of a list: its code, procedure, units, status and receipt."""
+
+    code: str
+    procedure_code: str
+    receiving_unit: str
+    competent_unit: str
+    status: DossierStatus
+    received_at: AwareDatetime
+
+
+class PastDueDossier(DossierLine):
+    """An open dossier whose appointment has passed."""
+
+    due_at: AwareDatetime
+
+
+class DossierRecord(DossierLine):
+    """A row of `dossiers` as read. The applicant appears only as the masked citizen ID."""
+
+    procedure_version: int
+    tier: str
+    lane: str
+    stage: Stage
+    portal_status_code: int
+    outcome: Outcome | None
+    due_at: AwareDatetime | None
+    overdue: bool
+    closed_at: AwareDatetime | None
+    on_time: bool | None
+    applicant_ref: str = Field(description="The citizen ID, masked")
+
+
+class TaskRecord(Record):
+    """A row of `tasks` as read: an open task of an officer's inbox."""
+
+    id: int
+    dossier_code: str
+    action: str
+    unit: str
+    role: str
+    since: AwareDatetime
+    due_at: AwareDatetime | None
+    claimed_by: str | None
+
+
+class PastDueTask(Record):
+    """An open task past its due time, and its dossier (whose stage and lane say which
+    workflow holds the task)."""
+
+    task: TaskRecord
+    dossier: DossierRecord
+
+
+def columns(record: type[Record], table: Table) -> list[Column[Any]]:
+    """The columns of `table` a record reads."""
+    return [table.c[name] for name in record.model_fields]
+
+
+def record_of(record: type[R], row: RowMapping, prefix: str = "") -> R:
+    return record.model_validate({name: row[prefix + name] for name in record.model_fields})
+
+
+# --- bounds -------------------------------------------------------------------------------------
+def aware(value: datetime) -> datetime:
+    """A query bound as UTC. Refused when naive: a naive bound compared with the stored UTC
+    would be off by Hanoi's seven hours without anyone noticing."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{value.isoformat()}: a KPI bound must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def check_limit(limit: int) -> None:
+    if limit < 1:
+        raise ValueError(f"limit: must be at least 1, not {limit}")
+
+
+# --- a unit's dossiers --------------------------------------------------------------------------
+class DossierFilters(Record):
+    units: tuple[str, ...]  # the dossier's receiving or competent unit is one of these
+    status: DossierStatus | None = None
+    procedure: str | None = None
+    overdue: bool | None = None
+
+
+class DossierPage(Record):
+    items: list[DossierRecord]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page"
+    )
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def encode_cursor(received_at: datetime, code: str) -> str:
+    raw = json.dumps([received_at.astimezone(UTC).isoformat(), code], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        received, code = json.loads(raw)
+        when = datetime.fromisoformat(received)
+        if when.tzinfo is None or not isinstance(code, str) or not is_dossier_code(code):
+            raise ValueError("not a (received_at, code) pair")
+        # A forged offset on year 1 or 9999 would overflow only when bound to the query.
+        when = when.astimezone(UTC)
+    except (binascii.Error, ValueError, TypeError, OverflowError) as err:
+        raise BadCursor("not a cursor this API issued") from err
+    return when, code
+
+
+async def dossier_page(
+    conn: AsyncConnection, filters: DossierFilters, limit: int, cursor: str | None
+) -> DossierPage:
+    """A page of the units' dossiers, newest received first.
+
+    The cursor is opaque to callers: base64url of the last row's received_at and code. Paging
+    on (received_at, code) rather than OFFSET keeps every page one index range, however deep,
+    and a dossier filed while someone pages is neither skipped nor shown twice."""
+    d = dossiers.c
+    statement = (
+        select(*columns(DossierRecord, dossiers))
+        .where(or_(d.receiving_unit.in_(filters.units), d.competent_unit.in_(filters.units)))
+        .order_by(d.received_at.desc(), d.code.desc())
+        .limit(limit + 1)
+    )
+    if filters.status is not None:
+        statement = statement.where(d.status == filters.status.value)
+    if filters.procedure is not None:
+        statement = statement.where(d.procedure_code == filters.procedure)
+    if filters.overdue is not None:
+        statement = statement.where(d.overdue == filters.overdue)
+    if cursor is not None:
+        after_received, after_code = decode_cursor(cursor)
+        # The <= bound keeps the scan a range on received_at; the OR only trims ties.
+        statement = statement.where(
+            d.received_at <= after_received,
+            or_(
+                d.received_at < after_received,
+                and_(d.received_at == after_received, d.code < after_code),
+            ),
+        )
+    rows = (await conn.execute(statement)).mappings().all()
+    items = [record_of(DossierRecord, row) for row in rows[:limit]]
+    last = items[-1] if len(rows) > limit else None
+    return DossierPage(
+        items=items,
+        next_cursor=encode_cursor(last.received_at, last.code) if last is not None else None,
+    )
+
+
+# --- officers' tasks ----------------------------------------------------------------------------
+async def inbox(
+    conn: AsyncConnection, *, unit: str, role: str | None = None, limit: int = 100
+) -> list[TaskRecord]:
+    """A unit's open tasks, earliest due first; tasks without a due time come last."""
+    check_limit(limit)
+    statement = (
+        select(*columns(TaskRecord, tasks))
+        .where(tasks.c.done_at.is_(None), tasks.c.unit == unit)
+        # NULLS LAST spelled out: SQLite would put them first, PostgreSQL last.
+        .order_by(tasks.c.due_at.asc().nulls_last(), tasks.c.since, tasks.c.id)
+        .limit(limit)
+    )
+    if role is not None:
+        statement = statement.where(tasks.c.role == role)
+    rows = (await conn.execute(statement)).mappings().all()
+    return [record_of(TaskRecord, row) for row in rows]
+
+
+async def past_due_tasks(
+    conn: AsyncConnection,
+    *,
+    now: datetime,
+    procedure: str | None = None,
+    unit: str | None = None,
+    lane: str | None = None,
+) -> list[PastDueTask]:
+    """Open tasks past their due time, of open dossiers, the longest overdue first. `unit` is
+    the dossier's receiving or competent unit."""
+    statement = (
+        select(*columns(TaskRecord, tasks), *columns(DossierRecord, dossiers))
+        .join_from(tasks, dossiers, dossiers.c.code == tasks.c.dossier_code)
+        .where(
+            tasks.c.done_at.is_(None),
+            tasks.c.due_at.is_not(None),
+            tasks.c.due_at < aware(now),
+            dossiers.c.closed_at.is_(None),
+        )
+        .order_by(tasks.c.due_at)
+        .set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL)
+    )
+    if procedure is not None:
+        statement = statement.where(dossiers.c.procedure_code == procedure)
+    if unit is not None:
+        statement = statement.where(
+            or_(dossiers.c.receiving_unit == unit, dossiers.c.competent_unit == unit)
+        )
+    if lane is not None:
+        statement = statement.where(dossiers.c.lane == lane)
+    rows: Sequence[RowMapping] = (await conn.execute(statement)).mappings().all()
+    return [
+        PastDueTask(
+            task=record_of(TaskRecord, row, "tasks_"),
+            dossier=record_of(DossierRecord, row, "dossiers_"),
+        )
+        for row in rows
+    ]
