@@ -45,6 +45,7 @@ from drills.checks import (
     read_model_against_rebuild,
 )
 from drills.shape import REGISTRY_ALONE, WORKERS, Database, Shape
+from ops.stuck import inspect_all
 from samples import sample_submission
 from schemas.dossier import DossierSubmission
 from schemas.statuses import Role
@@ -246,6 +247,8 @@ class DrillResult(BaseModel):
     drained_s: float | None  # fault over -> every dossier closed
     wall_s: float
     note: str = ""
+    # Why each lost dossier was not moving, as `ops stuck` says it.
+    stuck: list[str] = []
 
     @property
     def passed(self) -> bool:
@@ -321,6 +324,12 @@ async def run_fault_drill(
             await asyncio.gather(*officers, return_exceptions=True)
             watcher.cancel()
         done, second_runs = await closed_codes(client, codes)
+        held = await inspect_all(client, sorted(codes - done))
+        stuck = [
+            f"{row.workflow_id}: {row.kind.value} {row.activity or ''} {row.last_error or ''}"
+            for rows in held.values()
+            for row in rows
+        ]
         after = sorted(t - run.fault_over_at for t in closes if t >= run.fault_over_at)
         audited, broken = await audit(client, database.url)
         findings = Findings(
@@ -342,6 +351,7 @@ async def run_fault_drill(
             recovered_s=round(after[0], 1) if after else None,
             drained_s=round(after[-1], 1) if after and done == codes else None,
             wall_s=round(time.monotonic() - started, 1),
+            stuck=stuck,
         )
     finally:
         shape.stop_all()

@@ -21,6 +21,8 @@ import os
 import sys
 
 import typer
+from sqlalchemy.exc import DBAPIError
+from temporalio.service import RPCError
 
 from ops.audit import audit_app
 from ops.export import export_app
@@ -49,6 +51,16 @@ app.add_typer(signatures_app, name="signatures")
 def run() -> None:
     try:
         app()
+    except (DBAPIError, OSError) as err:
+        # An operator at 2 a.m. needs the one fact, not a traceback.
+        print(f"ops: the engine's database does not answer: {_first_line(err)}", file=sys.stderr)
+        code = 3
+    except (RPCError, RuntimeError) as err:
+        # The SDK says a refused connection as a RuntimeError.
+        if isinstance(err, RuntimeError) and "client connect" not in str(err):
+            raise
+        print(f"ops: Temporal does not answer: {_first_line(err)}", file=sys.stderr)
+        code = 3
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
         if done.code is not None and not isinstance(done.code, int):
@@ -60,6 +72,12 @@ def run() -> None:
     # The Temporal runtime's threads can outlive the interpreter's shutdown and abort it
     # (SIGABRT) after the work is done: leave at once, with the command's own exit code.
     os._exit(code)
+
+
+def _first_line(error: BaseException) -> str:
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}"
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ A dossier (its Dossier workflow and, while the competent unit holds it, its lane
 - an activity fails again and again (a registry that is down answers every retry the same
   way): a pending activity at attempt 2 or more, or with a last failure; the row names the
   activity, the attempt count and the last failure's message;
+- an activity is silent: started and not heard of (no answer, no heartbeat) for longer than
+  any call of the engine takes, as when its worker died with the task (it would wait out its
+  start-to-close timeout), or scheduled and taken by no worker (nobody serves its lane);
 - its workflow task fails (non-determinism after a deploy, a bug): a pending workflow task
   at attempt 2 or more; the message is the last `WorkflowTaskFailed` event's;
 - a human step is past due: an open task of the read model (`tasks`) whose due time has
@@ -29,8 +32,9 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
-from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+from temporalio.api.enums.v1 import EventType, PendingActivityState, WorkflowTaskFailedCause
 from temporalio.api.failure.v1 import Failure
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.exceptions import ApplicationError
 
@@ -57,6 +61,9 @@ from store.migrate import migrate
 # (`limit.mutableStateActivityFailureSize.error`, 4 KiB by default) with this one, keeping a
 # truncated copy of the original as its cause.
 FAILURE_OVER_LIMIT = "Failure exceeds size limit."
+# Registry calls answer in seconds and signing heartbeats while it waits for the signer: an
+# attempt silent this long has lost its worker, or no worker serves its lane.
+SILENT_AFTER = timedelta(minutes=2)
 ENCODED = "Encoded failure"
 
 
@@ -174,25 +181,52 @@ async def _first_scheduled(client: Client, workflow_id: str, run_id: str) -> dic
     return scheduled
 
 
+def silence(activity: PendingActivityInfo, now: datetime) -> str | None:
+    """Why a pending activity that has not failed is not moving, if it is not."""
+    if activity.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED:
+        heard = activity.last_started_time.ToDatetime(tzinfo=UTC)
+        if activity.HasField("last_heartbeat_time"):
+            heard = max(heard, activity.last_heartbeat_time.ToDatetime(tzinfo=UTC))
+        silent = now - heard
+        if silent > SILENT_AFTER:
+            worker = activity.last_worker_identity or "unknown"
+            return (
+                f"attempt {activity.attempt} silent for {_minutes(silent)} (no answer, no "
+                f"heartbeat; expected within {_minutes(SILENT_AFTER)}); its worker {worker} "
+                "may be gone"
+            )
+    elif activity.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED:
+        waiting = now - activity.scheduled_time.ToDatetime(tzinfo=UTC)
+        if activity.HasField("scheduled_time") and waiting > SILENT_AFTER:
+            return f"taken by no worker for {_minutes(waiting)}: is a worker serving its lane?"
+    return None
+
+
+def _minutes(span: timedelta) -> str:
+    return f"{span.total_seconds() / 60:.0f} min"
+
+
 async def workflow_problems(
-    client: Client, code: str, description: WorkflowExecutionDescription
+    client: Client, code: str, description: WorkflowExecutionDescription, now: datetime
 ) -> list[StuckRow]:
-    """Failing activities and a failing workflow task of one workflow (dossier or lane)."""
+    """Failing or silent activities and a failing workflow task of one workflow (dossier or
+    lane)."""
     raw = description.raw_description
     workflow_id, run_id = description.id, description.run_id
     rows: list[StuckRow] = []
-    failing = [
-        activity
-        for activity in raw.pending_activities
-        if activity.attempt >= 2 or activity.HasField("last_failure")
-    ]
-    if failing:
+    held: list[tuple[PendingActivityInfo, str | None]] = []
+    for activity in raw.pending_activities:
+        if activity.attempt >= 2 or activity.HasField("last_failure"):
+            held.append((activity, None))
+        elif (why := silence(activity, now)) is not None:
+            held.append((activity, why))
+    if held:
         first_scheduled = await _first_scheduled(client, workflow_id, run_id)
-        for activity in failing:
+        for activity, why in held:
             last_error = (
                 await failure_text(client, activity.last_failure)
                 if activity.HasField("last_failure")
-                else None
+                else why
             )
             rows.append(
                 StuckRow(
@@ -238,16 +272,17 @@ async def workflow_problems(
     return rows
 
 
-async def inspect_dossier(client: Client, code: str) -> list[StuckRow]:
+async def inspect_dossier(client: Client, code: str, now: datetime | None = None) -> list[StuckRow]:
     """What holds one dossier up in Temporal: its workflow and its running lane, if any."""
+    now = now or datetime.now(UTC)
     parent = await describe_if_exists(client, code)
     if parent is None:
         return []
-    rows = await workflow_problems(client, code, parent)
+    rows = await workflow_problems(client, code, parent, now)
     for child in parent.raw_description.pending_children:
         lane = await describe_if_exists(client, child.workflow_id)
         if lane is not None:
-            rows += await workflow_problems(client, code, lane)
+            rows += await workflow_problems(client, code, lane, now)
     return rows
 
 
@@ -257,11 +292,12 @@ async def inspect_all(
     *,
     concurrency: int = DESCRIBE_CONCURRENCY,
     progress: Progressed | None = None,
+    now: datetime | None = None,
 ) -> dict[str, list[StuckRow]]:
     """`inspect_dossier` for each code, at most `concurrency` at a time."""
     found = await for_each(
         codes,
-        lambda code: inspect_dossier(client, code),
+        lambda code: inspect_dossier(client, code, now),
         concurrency=concurrency,
         progress=progress,
     )
@@ -320,7 +356,7 @@ async def find_stuck(
     """Every stuck dossier the filters select, with why, ordered by code."""
     now = now or datetime.now(UTC)
     codes = await running_dossiers(client, visibility_query(filters, now))
-    found = await inspect_all(client, codes, concurrency=concurrency, progress=progress)
+    found = await inspect_all(client, codes, concurrency=concurrency, progress=progress, now=now)
     rows = [row for code in codes for row in found[code]]
     rows += await past_due_tasks(conn, filters, now, codes)
     order = {kind: index for index, kind in enumerate(StuckKind)}
