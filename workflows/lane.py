@@ -31,7 +31,7 @@ from schemas.lanes import LaneJob, LaneResult, ProgressEvent
 from schemas.lifecycle import PROGRESS_SIGNAL, TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
 from workflows import notices
-from workflows.policies import LOCAL_CALL, REGISTRY_CALL, SIGNING_CALL, TRANSIENT
+from workflows.policies import LOCAL_CALL, REGISTRY_CALL, SIGNING_CALL, SIGNING_HEARTBEAT, TRANSIENT
 
 with workflow.unsafe.imports_passed_through():
     from activities import clock
@@ -346,6 +346,7 @@ class LaneWorkflow:
             IssueRequest(draft=draft, e_sign=e_sign),
             task_queue=lanes.SIGNING,
             start_to_close_timeout=SIGNING_CALL,
+            heartbeat_timeout=SIGNING_HEARTBEAT,
             retry_policy=TRANSIENT,
         )
 
