@@ -75,26 +75,24 @@ class RegistryActivities:
         for the specialist, not a fault."""
         registry = request.registry
         if registry is Registry.POPULATION:
-            return await self._lookup(
-                registry, "population", CITIZEN, {"citizen_id": request.citizen_id}
-            )
+            return await self._lookup(registry, CITIZEN, {"citizen_id": request.citizen_id})
         if request.subject_reference is None:
             return RegistryFinding(
                 registry=registry, found=False, summary="no reference given to look up"
             )
         ref = request.subject_reference
         if registry is Registry.LAND:
-            return await self._lookup(registry, "land", PARCEL, {"parcel_id": ref})
+            return await self._lookup(registry, PARCEL, {"parcel_id": ref})
         if registry is Registry.BUSINESS:
-            return await self._lookup(registry, "business", ENTERPRISE, {"enterprise_code": ref})
+            return await self._lookup(registry, ENTERPRISE, {"enterprise_code": ref})
         return await self._civil_status_package(ref)
 
     async def _lookup(
-        self, registry: Registry, name: str, endpoint: Endpoint, path_params: dict[str, str]
+        self, registry: Registry, endpoint: Endpoint, path_params: dict[str, str]
     ) -> RegistryFinding:
         try:
             response = await call(
-                self._http, self._settings.url(name), endpoint, path_params=path_params
+                self._http, self._settings.url(registry.value), endpoint, path_params=path_params
             )
         except Exception as err:
             if _is_not_found(err):

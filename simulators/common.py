@@ -232,6 +232,11 @@ class SimState:
             return 503
         return None
 
+    async def delay(self) -> None:
+        """The registry's latency, before it acts on a business call."""
+        if self.latency_ms > 0:
+            await asyncio.sleep(self.latency_ms / 1000)
+
     def record_effect(self, kind: str, key: str) -> None:
         self.effects[(kind, key)] += 1
 
@@ -362,8 +367,7 @@ class SimMiddleware:
             )
 
         if fault is not None:
-            if state.latency_ms > 0:
-                await asyncio.sleep(state.latency_ms / 1000)
+            await state.delay()
             record(fault)
             headers = {"Retry-After": "1"} if fault in (429, 503) else None
             message = f"{state.name} simulator: injected fault"
@@ -373,8 +377,7 @@ class SimMiddleware:
 
         key = _header(scope, IDEMPOTENCY_HEADER)
         if key is None:
-            if state.latency_ms > 0:
-                await asyncio.sleep(state.latency_ms / 1000)
+            await state.delay()
             await self._run(scope, raw, receive, send, record)
             return
         request_print = fingerprint(scope["method"], path, query_bytes, raw)
@@ -395,8 +398,7 @@ class SimMiddleware:
             # The first call failed and released the key: this one runs instead.
         answer: Answer | None = None
         try:
-            if state.latency_ms > 0:
-                await asyncio.sleep(state.latency_ms / 1000)
+            await state.delay()
             answer = await self._run(scope, raw, receive, send, record)
         finally:
             state.answers.settle(key, answer)
