@@ -5,7 +5,8 @@ from __future__ import annotations
 from temporalio import activity
 
 from config import Settings
-from store.sequences import next_value
+from domain.lanes import dossier_code_of
+from store.sequences import book_number
 
 
 class BookActivities:
@@ -14,4 +15,9 @@ class BookActivities:
 
     @activity.defn(name="next_book_number")
     async def next_book_number(self, scope: str) -> int:
-        return await next_value(self._settings.database_url, scope)
+        # One entry per certified dossier: the lane's workflow id names the dossier, so the
+        # certification step run again gets its number again, and the book has no holes.
+        workflow_id = activity.info().workflow_id
+        assert workflow_id is not None, "a book number is taken by a certification lane"
+        dossier_code = dossier_code_of(workflow_id)
+        return await book_number(self._settings.database_url, scope, dossier_code)

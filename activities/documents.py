@@ -3,17 +3,26 @@ service over their SHA-256 with the deciding officer's certificate."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+from collections.abc import Awaitable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from temporalio import activity
 
-from activities.http import call
+from activities.http import Endpoint, call, idempotency_key
 from config import Settings
 from schemas.exchanges import IssuedDocument, IssueRequest, ResultDraft, Signature
+
+T = TypeVar("T")
+
+# Remote signing waits for the officer to confirm on the phone app (VNPT SmartCA and the
+# like give the officer a few minutes), so the service may take that long to answer.
+SIGN = Endpoint(service="signing service", method="POST", path="/v1/sign", answer_seconds=300)
 
 
 def render(draft: ResultDraft) -> bytes:
@@ -40,7 +49,7 @@ class DocumentActivities:
         path = document_path(self._settings.data_dir / "results", draft)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)  # same draft, same bytes: a retry rewrites it unchanged
-        signature = await self._sign(draft, digest) if request.e_sign else None
+        signature = await heartbeating(self._sign(draft, digest)) if request.e_sign else None
         return IssuedDocument(
             dossier_code=draft.dossier_code,
             kind=draft.kind,
@@ -53,9 +62,8 @@ class DocumentActivities:
         officer = draft.decided_by
         response = await call(
             self._http,
-            "signing service",
-            "POST",
-            f"{self._settings.url('signing')}/v1/sign",
+            self._settings.url("signing"),
+            SIGN,
             json={
                 "signer_id": officer.officer_id,
                 "signer_name": officer.full_name,
@@ -63,6 +71,10 @@ class DocumentActivities:
                 "digest_sha256_hex": digest,
                 "document_name": f"{draft.dossier_code}/{draft.kind.value}",
             },
+            # One signature per document: the same draft has the same digest, so a retry
+            # (after a lost answer, or a worker that died mid-call) gets the first signature.
+            # A reset that decides again makes a new draft, and a new signature.
+            idempotency_key=idempotency_key("sign", draft.dossier_code, draft.kind.value, digest),
         )
         body = response.json()
         return Signature(
@@ -72,3 +84,21 @@ class DocumentActivities:
             signer_id=officer.officer_id,
             signed_at=datetime.fromisoformat(str(body["signed_at"])),
         )
+
+
+async def heartbeating(work: Awaitable[T]) -> T:
+    """`work`, with a heartbeat every third of the activity's heartbeat timeout while it runs:
+    a worker that dies mid-call is noticed within that timeout, not the call's whole window."""
+    timeout = activity.info().heartbeat_timeout
+    task = asyncio.ensure_future(work)
+    if not timeout:
+        return await task
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=timeout.total_seconds() / 3)
+            if done:
+                return task.result()
+            activity.heartbeat()
+    except asyncio.CancelledError:
+        task.cancel()
+        raise

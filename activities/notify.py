@@ -5,9 +5,17 @@ from __future__ import annotations
 import httpx
 from temporalio import activity
 
-from activities.http import call
+from activities.http import Endpoint, call, idempotency_key
 from config import Settings
 from schemas.exchanges import Notification, PostOrder, PostReceipt
+
+NOTIFY = Endpoint(
+    service="notification service", method="POST", path="/v1/notifications", answer_seconds=10
+)
+# VNPost books the parcel and its pick-up before it answers.
+ORDER_POST = Endpoint(
+    service="post service", method="POST", path="/v1/post/orders", answer_seconds=15
+)
 
 
 class NotifyActivities:
@@ -17,21 +25,28 @@ class NotifyActivities:
 
     @activity.defn(name="notify")
     async def notify(self, notification: Notification) -> None:
+        # A notice is the one its dossier's run scheduled at that point: the same text sent
+        # again later (a second supplement request) is another notice, a retry is not.
+        info = activity.info()
+        assert info.workflow_id is not None and info.workflow_run_id is not None
         await call(
             self._http,
-            "notification service",
-            "POST",
-            f"{self._settings.url('notify')}/v1/notifications",
+            self._settings.url("notify"),
+            NOTIFY,
             json=notification.model_dump(mode="json"),
+            idempotency_key=idempotency_key(
+                "notification", info.workflow_id, info.workflow_run_id, info.activity_id
+            ),
         )
 
     @activity.defn(name="send_by_post")
     async def send_by_post(self, order: PostOrder) -> PostReceipt:
         response = await call(
             self._http,
-            "post service",
-            "POST",
-            f"{self._settings.url('notify')}/v1/post/orders",
+            self._settings.url("notify"),
+            ORDER_POST,
             json=order.model_dump(mode="json"),
+            # One parcel per dossier and item.
+            idempotency_key=idempotency_key("post", order.dossier_code, order.item),
         )
         return PostReceipt(tracking_number=str(response.json()["tracking_number"]))

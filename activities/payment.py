@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import uuid
 from datetime import datetime
 
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.http import REGISTRY_REJECTED, call
+from activities.http import REGISTRY_REJECTED, Endpoint, call, idempotency_key
 from config import Settings
 from schemas.exchanges import FeeReceipt, FeeRequest
+
+# The platform answers once the bank or wallet has; gateways allow it tens of seconds.
+PAY = Endpoint(service="payment platform", method="POST", path="/v1/payments", answer_seconds=20)
 
 
 class PaymentActivities:
@@ -23,13 +25,13 @@ class PaymentActivities:
 
     @activity.defn(name="collect_fee")
     async def collect_fee(self, request: FeeRequest) -> FeeReceipt:
-        # The request id is fixed per dossier, so a retry never charges twice.
-        request_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"fee:{request.dossier_code}"))
+        # One fee per dossier: the request id is fixed per dossier, so a retry never charges
+        # twice.
+        request_id = idempotency_key("fee", request.dossier_code)
         response = await call(
             self._http,
-            "payment platform",
-            "POST",
-            f"{self._settings.url('payment')}/v1/payments",
+            self._settings.url("payment"),
+            PAY,
             json={
                 "request_id": request_id,
                 "dossier_code": request.dossier_code,
@@ -37,6 +39,7 @@ class PaymentActivities:
                 "payer_citizen_id": request.payer_citizen_id,
                 "description": request.description,
             },
+            idempotency_key=request_id,
         )
         body = response.json()
         message = (

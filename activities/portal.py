@@ -7,10 +7,14 @@ from datetime import datetime
 import httpx
 from temporalio import activity
 
-from activities.http import call
+from activities.http import Endpoint, call, idempotency_key
 from config import Settings
 from domain.calendar import HANOI
 from schemas.exchanges import PortalSync
+
+SYNC = Endpoint(
+    service="national portal", method="POST", path="/v1/dossiers/sync", answer_seconds=15
+)
 
 
 def portal_time(value: datetime) -> str:
@@ -41,8 +45,16 @@ class PortalActivities:
             body["NgayTra"] = portal_time(sync.returned_at)
         await call(
             self._http,
-            "national portal",
-            "POST",
-            f"{self._settings.url('portal')}/v1/dossiers/sync",
+            self._settings.url("portal"),
+            SYNC,
             json=body,
+            # One receipt per step of the dossier: its status, what was done and when (a
+            # status reached twice, in processing again after the fees, is two steps).
+            idempotency_key=idempotency_key(
+                "portal",
+                sync.dossier_code,
+                str(sync.status_code),
+                sync.step,
+                sync.at.isoformat(),
+            ),
         )

@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import assert_never
 
 import httpx
 from temporalio import activity
 
-from activities.http import call
+from activities.http import Endpoint, call, idempotency_key
 from config import Settings
 from schemas.catalogue import Registry
 from schemas.exchanges import IdentityCheck, IdentityResult, RegistryConsultation, RegistryFinding
+
+# Lookups answer from an index in well under a second; ten seconds is an outage.
+VERIFY_IDENTITY = Endpoint(
+    service="population registry", method="POST", path="/v1/citizens/verify", answer_seconds=10
+)
+CITIZEN = Endpoint(
+    service="population registry",
+    method="GET",
+    path="/v1/citizens/{citizen_id}",
+    answer_seconds=10,
+)
+PARCEL = Endpoint(
+    service="land registry", method="GET", path="/v1/parcels/{parcel_id}", answer_seconds=10
+)
+ENTERPRISE = Endpoint(
+    service="business registry",
+    method="GET",
+    path="/v1/enterprises/{enterprise_code}",
+    answer_seconds=10,
+)
+CIVIL_STATUS_PACKAGE = Endpoint(
+    service="civil status registry",
+    method="GET",
+    path="/v1/packages/{package_id}",
+    answer_seconds=10,
+)
+CIVIL_STATUS_ACK = Endpoint(
+    service="civil status registry",
+    method="POST",
+    path="/v1/packages/{package_id}/ack",
+    answer_seconds=10,
+)
 
 
 class RegistryActivities:
@@ -22,18 +53,20 @@ class RegistryActivities:
     @activity.defn(name="check_identity")
     async def check_identity(self, check: IdentityCheck) -> IdentityResult:
         """Intake: the applicant's ID, name and birth date against the population database."""
+        # One request per dossier: a retried check is the same request, which the registry
+        # answers once even when an abandoned attempt is still being answered.
+        request_id = idempotency_key("identity", check.dossier_code)
         response = await call(
             self._http,
-            "population registry",
-            "POST",
-            f"{self._settings.url('population')}/v1/citizens/verify",
+            self._settings.url("population"),
+            VERIFY_IDENTITY,
             json={
-                # One request id per dossier: a retried call is the same request.
-                "request_id": str(uuid.uuid5(uuid.NAMESPACE_URL, check.dossier_code)),
+                "request_id": request_id,
                 "citizen_id": check.citizen_id,
                 "full_name": check.full_name,
                 "date_of_birth": check.date_of_birth.isoformat(),
             },
+            idempotency_key=request_id,
         )
         body = response.json()
         return IdentityResult(matched=bool(body["matched"]), mismatches=tuple(body["mismatches"]))
@@ -44,27 +77,27 @@ class RegistryActivities:
         for the specialist, not a fault."""
         registry = request.registry
         if registry is Registry.POPULATION:
-            return await self._lookup(
-                registry, f"{self._settings.url('population')}/v1/citizens/{request.citizen_id}"
-            )
+            return await self._lookup(registry, CITIZEN, {"citizen_id": request.citizen_id})
         if request.subject_reference is None:
             return RegistryFinding(
                 registry=registry, found=False, summary="no reference given to look up"
             )
         ref = request.subject_reference
         if registry is Registry.LAND:
-            return await self._lookup(registry, f"{self._settings.url('land')}/v1/parcels/{ref}")
+            return await self._lookup(registry, PARCEL, {"parcel_id": ref})
         if registry is Registry.BUSINESS:
-            return await self._lookup(
-                registry, f"{self._settings.url('business')}/v1/enterprises/{ref}"
-            )
+            return await self._lookup(registry, ENTERPRISE, {"enterprise_code": ref})
         if registry is Registry.CIVIL_STATUS:
             return await self._civil_status_package(ref)
         assert_never(registry)
 
-    async def _lookup(self, registry: Registry, url: str) -> RegistryFinding:
+    async def _lookup(
+        self, registry: Registry, endpoint: Endpoint, path_params: dict[str, str]
+    ) -> RegistryFinding:
         try:
-            response = await call(self._http, f"{registry.value} registry", "GET", url)
+            response = await call(
+                self._http, self._settings.url(registry.value), endpoint, path_params=path_params
+            )
         except Exception as err:
             if _is_not_found(err):
                 return RegistryFinding(registry=registry, found=False, summary=str(err))
@@ -73,15 +106,17 @@ class RegistryActivities:
 
     async def _civil_status_package(self, package_id: str) -> RegistryFinding:
         # Inter-agency packages are pulled with a bearer token, then acknowledged so the
-        # civil-status system knows the package reached the commune.
+        # civil-status system knows the package reached the commune (acknowledging twice is
+        # the same acknowledgement).
         base = self._settings.url("civil_status")
         headers = {"Authorization": f"Bearer {self._settings.civil_status_token}"}
+        package = {"package_id": package_id}
         try:
             response = await call(
                 self._http,
-                "civil status registry",
-                "GET",
-                f"{base}/v1/packages/{package_id}",
+                base,
+                CIVIL_STATUS_PACKAGE,
+                path_params=package,
                 headers=headers,
             )
         except Exception as err:
@@ -90,13 +125,7 @@ class RegistryActivities:
                     registry=Registry.CIVIL_STATUS, found=False, summary=str(err)
                 )
             raise
-        await call(
-            self._http,
-            "civil status registry",
-            "POST",
-            f"{base}/v1/packages/{package_id}/ack",
-            headers=headers,
-        )
+        await call(self._http, base, CIVIL_STATUS_ACK, path_params=package, headers=headers)
         return RegistryFinding(
             registry=Registry.CIVIL_STATUS, found=True, summary=_summary(response)
         )

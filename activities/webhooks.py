@@ -8,21 +8,26 @@ only goes to those that did not.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.http import CONNECT_SECONDS
 from config import Settings
 from schemas.exchanges import WebhookEvent
 from store.db import engine_for, writing
 from store.tables import webhook_deliveries, webhook_subscriptions
 
 WEBHOOK_UNDELIVERED = "WebhookUndelivered"
+# A receiver only has to store the event and say so.
+ANSWER_SECONDS = 10.0
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -56,41 +61,46 @@ class WebhookActivities:
                 )
             }
         body = event.model_dump_json().encode()
-        failures: list[str] = []
-        delivered = 0
-        for subscription in subscriptions:
-            if subscription.id in done:
-                continue
-            try:
-                response = await self._http.post(
-                    subscription.url,
-                    content=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "X-Webhook-Event-Id": event.event_id,
-                        "X-Webhook-Signature": signature(subscription.secret, body),
-                    },
-                )
-            except httpx.TransportError as err:
-                failures.append(f"{subscription.url}: {type(err).__name__}")
-                continue
-            if not 200 <= response.status_code < 300:
-                failures.append(f"{subscription.url}: {response.status_code}")
-                continue
-            async with writing(url) as write:
-                await write.execute(
-                    webhook_deliveries.insert().values(
-                        event_id=event.event_id,
-                        subscription_id=subscription.id,
-                        delivered_at=datetime.now(UTC),
-                        status_code=response.status_code,
-                    )
-                )
-            delivered += 1
+        pending = [s for s in subscriptions if s.id not in done]
+        # All at once: one slow receiver must not use up the others' window.
+        outcomes = await asyncio.gather(*(self._deliver(s, event, body) for s in pending))
+        failures = [outcome for outcome in outcomes if outcome is not None]
         if failures:
             # Retried with backoff by Temporal; only the subscriptions still missing get it.
             raise ApplicationError(
                 f"{event.event_id}: not delivered to {'; '.join(failures)}",
                 type=WEBHOOK_UNDELIVERED,
             )
-        return delivered
+        return len(pending)
+
+    async def _deliver(
+        self, subscription: Row[Any], event: WebhookEvent, body: bytes
+    ) -> str | None:
+        """None once the receiver took the event (and that is recorded), else why not."""
+        try:
+            response = await self._http.post(
+                subscription.url,
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "X-Webhook-Event-Id": event.event_id,
+                    "X-Webhook-Signature": signature(subscription.secret, body),
+                },
+                timeout=httpx.Timeout(ANSWER_SECONDS, connect=CONNECT_SECONDS),
+            )
+        except httpx.TimeoutException:
+            return f"{subscription.url}: no answer within {ANSWER_SECONDS:g} s"
+        except httpx.TransportError as err:
+            return f"{subscription.url}: {type(err).__name__}"
+        if not 200 <= response.status_code < 300:
+            return f"{subscription.url}: {response.status_code}"
+        async with writing(self._settings.database_url) as write:
+            await write.execute(
+                webhook_deliveries.insert().values(
+                    event_id=event.event_id,
+                    subscription_id=subscription.id,
+                    delivered_at=datetime.now(UTC),
+                    status_code=response.status_code,
+                )
+            )
+        return None

@@ -184,6 +184,11 @@ class ProjectionReceipt(Exchange):
     event_key: str
     seq: int
     payload_digest: str
+    at: AwareDatetime | None = Field(
+        default=None,
+        description="The step's time as the audit event holds it; the timeline takes it from "
+        "here, so a replay tells the time the audit log tells",
+    )
     subscribers: int = Field(
         default=0, description="Webhook subscriptions of the dossier's units at this step"
     )

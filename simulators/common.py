@@ -7,16 +7,24 @@ Knobs come from the environment (config.load_simulator_settings, when an app is 
     SIM_MAX_RECORDED_CALLS                        calls kept in memory (default 50000)
 and change at runtime through `POST /_sim/faults`. Business calls are everything outside
 `/_sim/`; control calls are never delayed, failed or recorded.
+
+A business call that carries an `Idempotency-Key` header is executed once: the same key
+again gets the first answer (waiting for it while the first call is still being answered),
+and the same key with another method, path or body gets a 422. The engine sends a key with
+every call that has an effect, and the real services are asked to honour it the same way.
+What each call did is counted per business key on `GET /_sim/effects` (signatures per
+document, payments per dossier, ...), so a duplicate shows as a count above one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import time
-from collections import Counter, deque
-from collections.abc import Sequence
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
@@ -103,6 +111,14 @@ class StatsReply(Reply):
     peak_calls_per_second: int
 
 
+class EffectCount(Reply):
+    """How many times a simulator did one kind of thing for one business key."""
+
+    kind: str = Field(description="signature, payment, portal_receipt, post_order, ...")
+    key: str = Field(description="the business key: a document, a dossier, a dossier's status")
+    count: int
+
+
 class ApiError(Exception):
     """A business error a handler raises; rendered as `{"error", "message"}`."""
 
@@ -174,6 +190,8 @@ class SimState:
         self.calls: deque[CallRecord] = deque(maxlen=knobs.max_recorded_calls)
         self.total_calls = 0
         self.per_second: Counter[int] = Counter()
+        self.effects: Counter[tuple[str, str]] = Counter()
+        self.answers = IdempotentAnswers()
         self._seq = 0
 
     def next_seq(self) -> int:
@@ -193,10 +211,26 @@ class SimState:
             return 503
         return None
 
+    async def delay(self) -> None:
+        """The registry's latency, before it acts on a business call."""
+        if self.latency_ms > 0:
+            await asyncio.sleep(self.latency_ms / 1000)
+
+    def record_effect(self, kind: str, key: str) -> None:
+        self.effects[(kind, key)] += 1
+
+    def effect_counts(self, kind: str | None = None, key: str | None = None) -> list[EffectCount]:
+        return [
+            EffectCount(kind=k, key=business_key, count=count)
+            for (k, business_key), count in sorted(self.effects.items())
+            if (kind is None or k == kind) and (key is None or business_key == key)
+        ]
+
     def clear(self) -> None:
         self.calls.clear()
         self.total_calls = 0
         self.per_second.clear()
+        self.effects.clear()
 
     def faults(self) -> FaultsReply:
         return FaultsReply(
@@ -211,6 +245,61 @@ class SimState:
         return StatsReply(calls=self.total_calls, peak_calls_per_second=peak)
 
 
+IDEMPOTENCY_HEADER = b"idempotency-key"
+# Answers kept per simulator; the real services keep a key at least a day.
+KEPT_ANSWERS = 50_000
+
+
+class Answer(BaseModel):
+    """A business call's reply as it left: replayed as is for the same key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class _Pending:
+    def __init__(self, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        self.answer: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
+
+
+class IdempotentAnswers:
+    """First answers by Idempotency-Key. A key is taken when its first call arrives; a call
+    with the same key waits for that answer. A first call that ends in a 5xx or an error
+    did nothing for sure, so it releases the key and the next call with it runs."""
+
+    def __init__(self) -> None:
+        self._keys: OrderedDict[str, _Pending] = OrderedDict()
+
+    def claim(self, key: str, fingerprint: str) -> _Pending | None:
+        """None when this call is the first with the key (it runs and then `settle`s);
+        else the earlier call, whose answer to wait for."""
+        earlier = self._keys.get(key)
+        if earlier is not None:
+            return earlier
+        self._keys[key] = _Pending(fingerprint)
+        while len(self._keys) > KEPT_ANSWERS:
+            self._keys.popitem(last=False)
+        return None
+
+    def settle(self, key: str, answer: Answer | None) -> None:
+        pending = self._keys.get(key)
+        if pending is None:
+            return
+        if answer is None or answer.status >= 500:
+            del self._keys[key]
+            answer = None
+        if not pending.answer.done():
+            pending.answer.set_result(answer)
+
+
+def fingerprint(method: str, path: str, query: bytes, body: bytes) -> str:
+    return hashlib.sha256(b"\x1f".join([method.encode(), path.encode(), query, body])).hexdigest()
+
+
 def _parse_json(raw: bytes) -> JsonValue | None:
     if not raw:
         return None
@@ -222,7 +311,8 @@ def _parse_json(raw: bytes) -> JsonValue | None:
 
 
 class SimMiddleware:
-    """Delays, fails and records business calls (pure ASGI, so the body can be replayed)."""
+    """Delays, fails and records business calls, and answers a repeated Idempotency-Key with
+    the first answer (pure ASGI, so the body can be replayed)."""
 
     def __init__(self, app: ASGIApp, state: SimState) -> None:
         self.app = app
@@ -238,26 +328,25 @@ class SimMiddleware:
         seq = state.next_seq()
         at = now_vn()
         raw = await _read_body(receive)
+        query_bytes: bytes = scope.get("query_string", b"")
         # Decided on arrival, so calls fail in the order they came whatever the latency.
         fault = state.injected_status()
-        if state.latency_ms > 0:
-            await asyncio.sleep(state.latency_ms / 1000)
 
         def record(status: int) -> None:
-            query = scope.get("query_string", b"").decode("latin-1")
             state.calls.append(
                 CallRecord(
                     seq=seq,
                     at=at,
                     method=scope["method"],
                     path=path,
-                    query=query,
+                    query=query_bytes.decode("latin-1"),
                     body=_parse_json(raw),
                     status=status,
                 )
             )
 
         if fault is not None:
+            await state.delay()
             record(fault)
             headers = {"Retry-After": "1"} if fault in (429, 503) else None
             message = f"{state.name} simulator: injected fault"
@@ -265,6 +354,44 @@ class SimMiddleware:
             await response(scope, receive, send)
             return
 
+        key = _header(scope, IDEMPOTENCY_HEADER)
+        if key is None:
+            await state.delay()
+            await self._run(scope, raw, receive, send, record)
+            return
+        request_print = fingerprint(scope["method"], path, query_bytes, raw)
+        while True:
+            earlier = state.answers.claim(key, request_print)
+            if earlier is None:
+                break
+            if earlier.fingerprint != request_print:
+                record(422)
+                message = f"Idempotency-Key {key} was used for another request"
+                await error_response(422, "idempotency_key_reused", message)(scope, receive, send)
+                return
+            first = await asyncio.shield(earlier.answer)
+            if first is not None:
+                record(first.status)
+                await _send_answer(first, send)
+                return
+            # The first call failed and released the key: this one runs instead.
+        answer: Answer | None = None
+        try:
+            await state.delay()
+            answer = await self._run(scope, raw, receive, send, record)
+        finally:
+            state.answers.settle(key, answer)
+
+    async def _run(
+        self,
+        scope: Scope,
+        raw: bytes,
+        receive: Receive,
+        send: Send,
+        record: Callable[[int], None],
+    ) -> Answer | None:
+        """The business handler, its answer recorded and kept whether or not the caller is
+        still there to read it (a caller that gave up still caused the effect)."""
         replayed = False
 
         async def replay() -> Message:
@@ -274,14 +401,37 @@ class SimMiddleware:
                 return {"type": "http.request", "body": raw, "more_body": False}
             return await receive()
 
+        status = 0
+        headers: list[tuple[bytes, bytes]] = []
+        chunks: list[bytes] = []
+
         async def send_and_record(message: Message) -> None:
+            nonlocal status, headers
             # Record before the first byte leaves, so a client that reads /_sim/calls right
             # after its reply always finds its call there.
             if message["type"] == "http.response.start":
-                record(int(message["status"]))
+                status = int(message["status"])
+                headers = list(message.get("headers", []))
+                record(status)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
             await send(message)
 
         await self.app(scope, replay, send_and_record)
+        return Answer(status=status, headers=headers, body=b"".join(chunks)) if status else None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for header, value in scope.get("headers", []):
+        if header.lower() == name:
+            decoded: str = value.decode("latin-1").strip()
+            return decoded or None
+    return None
+
+
+async def _send_answer(answer: Answer, send: Send) -> None:
+    await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+    await send({"type": "http.response.body", "body": answer.body, "more_body": False})
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -360,5 +510,10 @@ def create_sim_app(name: str, title: str, description: str = "") -> tuple[FastAP
     @app.get(f"{CONTROL_PREFIX}/stats", tags=["_sim"])
     async def stats() -> StatsReply:
         return state.stats()
+
+    @app.get(f"{CONTROL_PREFIX}/effects", tags=["_sim"])
+    async def effects(kind: str | None = None, key: str | None = None) -> list[EffectCount]:
+        """What this registry did, per business key; a count above one is a duplicate."""
+        return state.effect_counts(kind, key)
 
     return app, state

@@ -57,7 +57,7 @@ class PostOrder(Reply):
 
 
 def create_app() -> FastAPI:
-    app, _ = create_sim_app(
+    app, state = create_sim_app(
         "notify",
         "Notification and post simulator",
         "Stands in for SMS/e-mail/Zalo gateways and VNPost orders via the LGSP.",
@@ -71,6 +71,7 @@ def create_app() -> FastAPI:
         sent.append(
             SentNotification(notification_id=notification_id, sent_at=now_vn(), **body.model_dump())
         )
+        state.record_effect("notification", f"{body.dossier_code}/{body.template}")
         return NotificationReply(notification_id=notification_id, accepted=True)
 
     @app.post("/v1/post/orders")
@@ -85,6 +86,7 @@ def create_app() -> FastAPI:
                 **body.model_dump(),
             )
             orders[key] = order
+            state.record_effect("post_order", body.dossier_code)
         return PostOrderReply(tracking_number=order.tracking_number, accepted=True)
 
     @app.get("/_sim/notifications", tags=["_sim"])

@@ -46,7 +46,7 @@ def payment_checksum(
 
 
 def create_app() -> FastAPI:
-    app, _ = create_sim_app(
+    app, state = create_sim_app(
         "payment",
         "Payment platform simulator",
         "Stands in for the national portal's fee-payment platform.",
@@ -80,6 +80,7 @@ def create_app() -> FastAPI:
         )
         by_request[body.request_id] = (body, reply)
         by_id[payment_id] = reply
+        state.record_effect("payment", body.dossier_code)
         return reply
 
     @app.get("/v1/payments/{payment_id}")

@@ -34,7 +34,7 @@ def normalise_name(name: str) -> str:
 
 
 def create_app() -> FastAPI:
-    app, _ = create_sim_app(
+    app, state = create_sim_app(
         "population",
         "Population registry simulator",
         "Stands in for the national population database (identity verification).",
@@ -49,6 +49,8 @@ def create_app() -> FastAPI:
 
     @app.post("/v1/citizens/verify")
     async def verify(body: VerifyRequest) -> VerifyReply:
+        # Each check is a consultation of the national database, logged on its side.
+        state.record_effect("identity_check", body.request_id)
         record = lookup(body.citizen_id)
         mismatches: list[Literal["full_name", "date_of_birth"]] = []
         if normalise_name(body.full_name) != normalise_name(record.full_name):

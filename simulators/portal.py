@@ -63,12 +63,19 @@ class StatusesReply(Reply):
     statuses: list[int]
 
 
+def receipt_key(dossier: DossierSync) -> str:
+    """One receipt per dossier, status and processing time: a status the dossier reaches
+    twice (in processing again after the fees) is two receipts, a resent sync is not."""
+    key = f"{dossier.MaHoSo}/{dossier.TrangThaiHoSo}"
+    return f"{key}/{dossier.ThoiDiemXuLy}" if dossier.ThoiDiemXuLy else key
+
+
 def _portal_error(message: str) -> JSONResponse:
     return JSONResponse(PortalReply(error_code=1, message=message).model_dump(), status_code=400)
 
 
 def create_app() -> FastAPI:
-    app, _ = create_sim_app(
+    app, state = create_sim_app(
         "portal",
         "National portal (DVCQG) simulator",
         "Stands in for the national public-service portal's dossier sync.",
@@ -97,6 +104,7 @@ def create_app() -> FastAPI:
             return _portal_error(describe_validation_errors(exc.errors()))
         statuses.setdefault(dossier.MaHoSo, []).append(dossier.TrangThaiHoSo)
         latest[dossier.MaHoSo] = dossier
+        state.record_effect("portal_receipt", receipt_key(dossier))
         return JSONResponse(PortalReply(error_code=0, message="ok").model_dump())
 
     @app.get("/_sim/dossiers/{code}/statuses", tags=["_sim"])

@@ -267,7 +267,7 @@ class DevelopmentPki:
 
 
 def create_app() -> FastAPI:
-    app, _ = create_sim_app(
+    app, state = create_sim_app(
         "signing",
         "Remote signing simulator",
         "Stands in for a NEAC-style remote signing service with a development CA.",
@@ -300,6 +300,7 @@ def create_app() -> FastAPI:
         key, cert = found
         digest = bytes.fromhex(body.digest_sha256_hex)
         signature = key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        state.record_effect("signature", body.document_name)
         return SignReply(
             signature_b64=base64.b64encode(signature).decode("ascii"),
             certificate_pem=_cert_pem(cert),

@@ -98,7 +98,11 @@ async def write(conn: AsyncConnection, record: ProjectionRecord) -> ProjectionRe
 def write_many(conn: Connection, records: list[ProjectionRecord]) -> list[ProjectionReceipt]:
     """Steps of many dossiers (in each dossier's order) in a handful of statements: the audit
     events chained on from each dossier's last one, then each dossier's row and tasks as its
-    latest step says. A step already written (a retry) keeps its first event."""
+    latest step says. An event's time is its timeline entry's (the workflow's clock).
+
+    A step already written keeps its first event: written again by a retried or re-run
+    workflow task, it may come with another time (the workflow's clock reads the task's
+    start), and the receipt gives the workflow the time the audit log holds."""
     codes = sorted({r.view.code for r in records})
     existing = {
         (row.dossier_code, row.event_key): audit.AuditEvent.model_validate(row._asdict())
@@ -171,6 +175,7 @@ def write_many(conn: Connection, records: list[ProjectionRecord]) -> list[Projec
             event_key=record.event_key,
             seq=event.seq,
             payload_digest=event.payload_digest,
+            at=event.at,
             subscribers=sum(
                 watched.get(u, 0) for u in {record.view.receiving_unit, record.view.competent_unit}
             ),

@@ -6,11 +6,13 @@ the same number. A number taken by a start that then fails is simply skipped.
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from store.db import writing
-from store.tables import sequences
+from store.tables import book_entries, sequences
 
 
 async def next_value(database_url: str, scope: str) -> int:
@@ -31,3 +33,37 @@ async def next_value_in(conn: AsyncConnection, scope: str) -> int:
         .returning(sequences.c.last_value)
     )
     return int((await conn.execute(statement)).scalar_one())
+
+
+async def book_number(database_url: str, scope: str, dossier_code: str) -> int:
+    """The dossier's number in the book `scope`, taken on its first call: a step run again
+    (a retried or replayed workflow task) gets the same number, not the next one."""
+    try:
+        async with writing(database_url) as conn:
+            held = await _held(conn, scope, dossier_code)
+            if held is not None:
+                return held
+            number = await next_value_in(conn, scope)
+            await conn.execute(
+                book_entries.insert().values(scope=scope, dossier_code=dossier_code, number=number)
+            )
+            return number
+    except IntegrityError:
+        # Another attempt for the same dossier took its number first (PostgreSQL lets both
+        # read before either writes); this one's counter step was rolled back with it.
+        async with writing(database_url) as conn:
+            held = await _held(conn, scope, dossier_code)
+        if held is None:
+            raise
+        return held
+
+
+async def _held(conn: AsyncConnection, scope: str, dossier_code: str) -> int | None:
+    number = (
+        await conn.execute(
+            select(book_entries.c.number).where(
+                book_entries.c.scope == scope, book_entries.c.dossier_code == dossier_code
+            )
+        )
+    ).scalar_one_or_none()
+    return None if number is None else int(number)

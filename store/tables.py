@@ -52,6 +52,17 @@ sequences = Table(
     Column("last_value", Integer, nullable=False),
 )
 
+# The number each dossier holds in a certification book (scope: the unit's book of the year).
+# A number belongs to one dossier, and a dossier has one number per book.
+book_entries = Table(
+    "book_entries",
+    metadata,
+    Column("scope", String(120), primary_key=True),
+    Column("dossier_code", String(40), primary_key=True),
+    Column("number", Integer, nullable=False),
+    UniqueConstraint("scope", "number", name="uq_book_entries_number"),
+)
+
 # The catalogue, versioned: a dossier keeps the version it was filed under.
 procedures = Table(
     "procedures",

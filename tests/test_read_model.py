@@ -75,6 +75,8 @@ async def test_each_step_is_one_chained_audit_event_and_the_rows_match_the_dossi
     chain = await audit.events(conn, code)
     assert [e.event_type for e in chain] == [event_type_of(s.step) for s in steps]
     assert [e.seq for e in chain] == list(range(1, len(steps) + 1))
+    # The audit log tells the history's time: each event at its step's workflow time.
+    assert [e.at for e in chain] == [s.at for s in steps]
     assert audit.first_break(chain) is None
 
     row = (await conn.execute(select(dossiers).where(dossiers.c.code == code))).one()

@@ -1,20 +1,41 @@
-"""domain.signatures.verify_signature against certificates made here, not by the simulator."""
+"""domain.signatures.verify_signature against certificates made here, not by the simulator;
+and the remote signing service taking its time: each document is signed once."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
+from temporalio.testing import ActivityEnvironment
 
+from activities.documents import DocumentActivities
+from config import Settings
 from domain.signatures import sha256_hex, verify_signature
+from schemas.catalogue import DeliveryChannel
+from schemas.dossier import Officer
+from schemas.exchanges import IssueRequest, ResultDraft, ResultKind
+from simulators.process import SimulatorsProcess
+from simulators.seed import sample_civil_packages
+from tests.conftest import EngineStack
+from tests.driver import result, submission, submit
+from tests.test_lifecycle import approve_through, ca_pem
+from tests.test_registry_calls import effects, http, settings, slow
 
+__all__ = ["http", "settings"]  # fixtures, for pytest
+
+BIRTH = "1.001193"
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DOCUMENT = "Quyết định công nhận kết quả chứng thực".encode()
 
@@ -246,3 +267,84 @@ def test_a_non_ecdsa_certificate_fails(ca: Ca) -> None:
     )
     check = verify_signature(DOCUMENT, "AAAA", pem(cert), ca.pem, at=NOW)
     assert check.reason == "certificate key is not an ECDSA key"
+
+
+# --- the remote signing service, slower than a client's patience ---------------------------------
+async def test_signing_that_takes_15_s_succeeds_with_one_signature_per_document(
+    stack: EngineStack,
+) -> None:
+    """The officer confirms on the phone after 15 s: the dossier is decided, signed once, sent
+    by post once, and each portal status arrives once."""
+    sims = stack.simulators
+    unit = "tay-ho"
+    package = sample_civil_packages()[97].package_id
+    code = await submit(
+        stack,
+        submission(
+            BIRTH, unit, citizen=97, subject_reference=package, delivery=DeliveryChannel.POST
+        ),
+    )
+    async with slow(sims, "signing", 15_000):
+        await approve_through(stack, code, unit)
+        outcome = await result(stack, code, timeout=120)
+
+    [decision] = outcome.documents
+    assert decision.signature is not None
+    check = verify_signature(
+        Path(decision.path).read_bytes(),
+        decision.signature.signature_b64,
+        decision.signature.certificate_pem,
+        ca_pem(stack),
+    )
+    assert check.valid
+    assert effects(sims, "signing", "signature", f"{code}/decision") == 1
+    assert effects(sims, "notify", "post_order", code) == 1
+    receipts = httpx.get(f"{sims.url('portal')}/_sim/effects", params={"kind": "portal_receipt"})
+    counts = [e["count"] for e in receipts.json() if e["key"].startswith(f"{code}/")]
+    assert counts and set(counts) == {1}
+
+
+async def test_an_abandoned_signing_attempt_and_its_retry_sign_once(
+    simulators: SimulatorsProcess, settings: Settings, http: httpx.AsyncClient
+) -> None:
+    """The first attempt is given up after 2 s (its worker died), while the service still waits
+    on the officer; the retry, with the same signing request, gets that one signature."""
+    activities = DocumentActivities(settings, http)
+    code = f"000.00.99.H26-sign-{time.monotonic_ns() % 10_000:04d}"
+    leader = Officer(
+        officer_id="tay-ho.leader.1", full_name="Lê Thị Hoa", role="leader", unit="tay-ho"
+    )
+    request = IssueRequest(
+        draft=ResultDraft(
+            dossier_code=code,
+            kind=ResultKind.DECISION,
+            procedure_code=BIRTH,
+            procedure_name="Đăng ký khai sinh",
+            applicant_name="Nguyễn Văn An",
+            competent_unit="UBND phường Tây Hồ",
+            decided_by=leader,
+            decided_at=datetime(2026, 11, 27, 3, 15, tzinfo=UTC),
+            text="Phê duyệt: Đăng ký khai sinh.",
+        ),
+        e_sign=True,
+    )
+    heartbeats: list[float] = []
+
+    def attempt_env() -> ActivityEnvironment:
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(env.info, heartbeat_timeout=timedelta(seconds=1.5))
+        env.on_heartbeat = lambda *_: heartbeats.append(time.monotonic())
+        return env
+
+    async with slow(simulators, "signing", 15_000):
+        abandoned = attempt_env()
+        first = asyncio.ensure_future(abandoned.run(activities.issue_document, request))
+        await asyncio.sleep(2)
+        abandoned.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        issued = await attempt_env().run(activities.issue_document, request)
+
+    assert issued.signature is not None
+    assert effects(simulators, "signing", "signature", f"{code}/decision") == 1
+    assert len(heartbeats) >= 2  # the attempt told Temporal it was alive while it waited

@@ -519,6 +519,79 @@ def test_signatures_stay_verifiable_after_a_restart(tmp_path: Path) -> None:
     assert check.valid, check.reason
 
 
+def sign_request(document_name: str, document: bytes) -> dict[str, str]:
+    return {
+        "signer_id": "cb-hk-002",
+        "signer_name": "Lê Thị Hạnh",
+        "unit": "HK",
+        "digest_sha256_hex": sha256_hex(document),
+        "document_name": document_name,
+    }
+
+
+def effect_counts(sims: SimulatorsProcess, service: str, kind: str) -> dict[str, int]:
+    found = httpx.get(url(sims, service, "/_sim/effects"), params={"kind": kind}).json()
+    return {e["key"]: e["count"] for e in found}
+
+
+def test_a_repeated_idempotency_key_gets_the_first_answer_and_one_effect(
+    sims: SimulatorsProcess, http: httpx.Client
+) -> None:
+    body = sign_request("000.00.12.H26-260105-0101/decision", b"Quyet dinh 0101")
+    signing = url(sims, "signing", "/v1/sign")
+    first = http.post(signing, json=body, headers={"Idempotency-Key": "sign-0101"})
+    again = http.post(signing, json=body, headers={"Idempotency-Key": "sign-0101"})
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()  # the same signature, made once
+    assert effect_counts(sims, "signing", "signature")[body["document_name"]] == 1
+    # Without a key each call is a new request: a duplicate shows as a count above one.
+    http.post(signing, json=body)
+    assert effect_counts(sims, "signing", "signature")[body["document_name"]] == 2
+
+    reused = http.post(
+        signing,
+        json={**body, "digest_sha256_hex": sha256_hex(b"another document")},
+        headers={"Idempotency-Key": "sign-0101"},
+    )
+    assert "sign-0101" in assert_error(reused, 422, "idempotency_key_reused")
+    assert effect_counts(sims, "signing", "signature")[body["document_name"]] == 2
+
+
+def test_a_failed_first_call_does_not_take_its_key(
+    sims: SimulatorsProcess, http: httpx.Client
+) -> None:
+    body = sign_request("000.00.12.H26-260105-0102/decision", b"Quyet dinh 0102")
+    signing = url(sims, "signing", "/v1/sign")
+    faults = url(sims, "signing", "/_sim/faults")
+    http.post(faults, json={"fail_next": 1}).raise_for_status()
+    headers = {"Idempotency-Key": "sign-0102"}
+    assert_error(http.post(signing, json=body, headers=headers), 503, "unavailable")
+    assert http.post(signing, json=body, headers=headers).status_code == 200
+    assert effect_counts(sims, "signing", "signature")[body["document_name"]] == 1
+
+
+async def test_an_abandoned_call_and_its_retry_with_the_same_key_sign_once(
+    tmp_path: Path,
+) -> None:
+    """The service takes 1.5 s (SIM_SIGNING_LATENCY_MS); the first caller gives up after
+    0.5 s, the retry comes while the service still works on the first: it gets that answer."""
+    body = sign_request("000.00.12.H26-260105-0103/decision", b"Quyet dinh 0103")
+    headers = {"Idempotency-Key": "sign-0103"}
+    with running_simulators(
+        tmp_path, only=["signing"], extra_env={"SIM_SIGNING_LATENCY_MS": "1500"}
+    ) as slow_signing:
+        signing = url(slow_signing, "signing", "/v1/sign")
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.post(signing, json=body, headers=headers, timeout=0.5)
+            retried = await client.post(signing, json=body, headers=headers, timeout=5)
+            later = await client.post(signing, json=body, headers=headers, timeout=5)
+        assert retried.status_code == 200 and later.json() == retried.json()
+        assert effect_counts(slow_signing, "signing", "signature") == {body["document_name"]: 1}
+        calls = httpx.get(url(slow_signing, "signing", "/_sim/calls")).json()
+        assert [c["status"] for c in calls] == [200, 200, 200]  # each caller's, one signature
+
+
 def _subject(pem: str) -> str:
     from cryptography import x509
 

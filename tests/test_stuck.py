@@ -34,9 +34,7 @@ def started(minutes_ago: float, heartbeat_minutes_ago: float | None = None) -> P
         last_worker_identity="4242@worker-lanes",
     )
     if heartbeat_minutes_ago is not None:
-        activity.last_heartbeat_time.CopyFrom(
-            stamp(NOW - timedelta(minutes=heartbeat_minutes_ago))
-        )
+        activity.last_heartbeat_time.CopyFrom(stamp(NOW - timedelta(minutes=heartbeat_minutes_ago)))
     return activity
 
 

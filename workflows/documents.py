@@ -7,7 +7,7 @@ from temporalio import workflow
 
 from schemas.dossier import DossierFiling, Officer
 from schemas.exchanges import IssuedDocument, IssueRequest, ResultDraft, ResultKind
-from workflows.policies import SIGNING_CALL, TRANSIENT
+from workflows.policies import SIGNING_CALL, SIGNING_HEARTBEAT, TRANSIENT
 
 with workflow.unsafe.imports_passed_through():
     from activities.documents import DocumentActivities
@@ -33,5 +33,7 @@ async def issue(
         IssueRequest(draft=draft, e_sign=e_sign),
         task_queue=lanes.SIGNING,
         start_to_close_timeout=SIGNING_CALL,
+        # A signing attempt lost with its worker is retried within this, not SIGNING_CALL.
+        heartbeat_timeout=SIGNING_HEARTBEAT,
         retry_policy=TRANSIENT,
     )

@@ -436,6 +436,8 @@ class DossierWorkflow(HumanSteps):
             ),
             start_to_close_timeout=LOCAL_CALL,
         )
+        if receipt.at is not None:  # the audit log's time for the step, the same on replay
+            entry = self._timeline[-1] = entry.model_copy(update={"at": receipt.at})
         previous = self._timeline[-2].status if len(self._timeline) > 1 else None
         if receipt.subscribers and entry.status is not previous:
             # Not awaited: a receiver that is down must not hold the dossier.

@@ -8,7 +8,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.http import REGISTRY_REJECTED
+    from activities.documents import SIGN
+    from activities.http import CONNECT_SECONDS, REGISTRY_REJECTED
 
 # A registry outage can last hours: retry with backoff, without a cap, so the dossier waits
 # for the registry instead of failing; operators see the attempts and the last error.
@@ -31,9 +32,17 @@ WEBHOOK_RETRY = RetryPolicy(
 )
 WEBHOOK_WINDOW = timedelta(days=1)
 
+# One attempt of a call to a registry, the portal, payment or notify: room for the longest
+# answer window of those calls (payment, 20 s; a civil-status package and its
+# acknowledgement, 10 s each) with their connections, so the HTTP client, which names the
+# registry and the limit, gives up before Temporal does.
 REGISTRY_CALL = timedelta(seconds=30)
-# Remote signing may wait for the signer to confirm in an app (VNPT SmartCA).
-SIGNING_CALL = timedelta(minutes=10)
+# Remote signing may wait minutes for the signer to confirm in an app (VNPT SmartCA): one
+# attempt is the signing service's answer window and a little more for the document.
+SIGNING_CALL = timedelta(seconds=SIGN.answer_seconds + CONNECT_SECONDS + 30)
+# The signing attempt heartbeats while it waits: a worker that died is noticed in this time,
+# and the step is retried (with the same signing request) instead of waiting out the window.
+SIGNING_HEARTBEAT = timedelta(seconds=30)
 LOCAL_CALL = timedelta(seconds=10)
 
 
