@@ -72,8 +72,9 @@ async def effects_done_twice(registry_urls: dict[str, str]) -> dict[str, int]:
         for name in SIMULATOR_PORTS:
             response = await http.get(f"{registry_urls[name]}/_sim/effects")
             response.raise_for_status()
-            for kind, per_key in response.json()["effects"].items():
-                twice[f"{name}.{kind}"] += sum(1 for count in per_key.values() if count > 1)
+            for effect in response.json():
+                if effect["count"] > 1:
+                    twice[f"{name}.{effect['kind']}"] += 1
     return {kind: n for kind, n in twice.items() if n}
 
 
