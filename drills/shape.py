@@ -14,15 +14,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from temporalio.client import Client
 
+from bench.processes import wait_http
 from bootstrap import connect
 from config import ROOT, SIMULATOR_PORTS, load_settings
 from embedded import temporal_cli
@@ -201,10 +200,11 @@ class Shape:
         client = await self.wait_temporal()
         for name in (REGISTRY_ALONE, "registries"):
             self.start(name)
-        await wait_http([f"{self.registry_url(n)}/_sim/health" for n in SIMULATOR_PORTS])
+        for name in SIMULATOR_PORTS:
+            await wait_http(f"{self.registry_url(name)}/_sim/health", timeout=90)
         for name in (*WORKERS, "api"):
             self.start(name)
-        await wait_http([f"{self.api_url}/readyz"])
+        await wait_http(f"{self.api_url}/readyz", timeout=90)
         return client
 
     async def wait_temporal(self, timeout: float = 60) -> Client:
@@ -219,18 +219,3 @@ class Shape:
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.5)
-
-
-async def wait_http(urls: Sequence[str], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2) as http:
-        for url in urls:
-            while True:
-                try:
-                    if (await http.get(url)).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{url} did not answer in {timeout:.0f} s")
-                await asyncio.sleep(0.3)
