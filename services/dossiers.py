@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -35,6 +37,7 @@ from workflows.dossier import DossierWorkflow
 MAX_BACKDATING = timedelta(days=30)
 CLOCK_SKEW = timedelta(minutes=5)
 NOT_READY_RETRIES = 10
+T = TypeVar("T")
 
 
 class FilingError(ValueError):
@@ -203,11 +206,25 @@ async def _start_workflow(
 
 
 async def status(client: Client, code: str) -> DossierView:
-    return await client.get_workflow_handle(code).query(DossierWorkflow.status)
+    return await _query(client, code, DossierWorkflow.status)
 
 
 async def timeline(client: Client, code: str) -> list[TimelineEntry]:
-    return await client.get_workflow_handle(code).query(DossierWorkflow.timeline)
+    return await _query(client, code, DossierWorkflow.timeline)
+
+
+async def _query(client: Client, code: str, query: Callable[[DossierWorkflow], T]) -> T:
+    """A dossier filed a moment ago has not run its first workflow task yet, and the server
+    answers a query with FAILED_PRECONDITION until it has: ask again in a moment."""
+    handle = client.get_workflow_handle(code)
+    for attempt in range(NOT_READY_RETRIES):
+        try:
+            return await handle.query(query)
+        except RPCError as err:
+            if err.status is not RPCStatusCode.FAILED_PRECONDITION:
+                raise
+            await asyncio.sleep(0.2 * (attempt + 1))
+    return await handle.query(query)
 
 
 class Whereabouts(BaseModel):
