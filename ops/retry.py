@@ -23,6 +23,7 @@ from typing import Annotated
 
 import typer
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.api.batch.v1 import BatchOperationResetActivities
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import BatchOperationState
@@ -191,21 +192,36 @@ async def retry_dossier(
         for row in targets:
             await _reset_activity(client, row, operator)
         after = await server_state(client, code)
-        await append_operator_event(
-            conn,
-            code=code,
-            event_type="operator_retry",
-            operator=operator,
-            payload=OperatorRetry(
-                operator=operator,
-                reason=reason,
-                dossier_code=code,
-                activities=_retried(targets),
-                before=before,
-                after=after,
-            ),
-        )
+        await _record_retry(conn, code, operator, reason, targets, before, after)
     return _retry_rows(targets, "retried", before, after)
+
+
+async def _record_retry(
+    conn: AsyncConnection,
+    code: str,
+    operator: str,
+    reason: str,
+    rows: Sequence[StuckRow],
+    before: DossierState,
+    after: DossierState,
+    batch_job_id: str | None = None,
+) -> None:
+    """The retry in the dossier's audit chain: who, why, which steps, the state around it."""
+    await append_operator_event(
+        conn,
+        code=code,
+        event_type="operator_retry",
+        operator=operator,
+        payload=OperatorRetry(
+            operator=operator,
+            reason=reason,
+            dossier_code=code,
+            activities=_retried(rows),
+            batch_job_id=batch_job_id,
+            before=before,
+            after=after,
+        ),
+    )
 
 
 async def _run_batch(
@@ -309,20 +325,8 @@ async def retry_batch(
         failed = sum(jobs[r.activity or ""][1] for r in rows)
         after = await server_state(client, code)
         async with writing(database_url) as conn:
-            await append_operator_event(
-                conn,
-                code=code,
-                event_type="operator_retry",
-                operator=operator,
-                payload=OperatorRetry(
-                    operator=operator,
-                    reason=reason,
-                    dossier_code=code,
-                    activities=_retried(rows),
-                    batch_job_id=", ".join(job_ids),
-                    before=befores[code],
-                    after=after,
-                ),
+            await _record_retry(
+                conn, code, operator, reason, rows, befores[code], after, ", ".join(job_ids)
             )
         outcome = f"retried (batch {', '.join(job_ids)})"
         if failed:
