@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio import workflow
+from temporalio.worker import Replayer
 
 from schemas.dossier import DossierFiling
 from schemas.lanes import DossierResult
@@ -76,6 +77,18 @@ async def test_recorded_histories_replay_against_the_current_code() -> None:
     assert report.histories == len(expected_files())
     types = {r.workflow_type for r in report.results}
     assert types == {"Dossier", "Processing", "Certification"}
+
+
+async def test_a_plain_replayer_with_the_default_sandbox_replays_them() -> None:
+    """What an auditor's own replay does: the SDK's Replayer, the workflow classes and the data
+    converter, nothing of the workers' sandbox configuration."""
+    replayer = Replayer(
+        workflows=[DossierWorkflow, ProcessingWorkflow, CertificationWorkflow],
+        data_converter=histories_converter(),
+    )
+    for item in load_histories(HISTORIES):
+        result = await replayer.replay_workflow(item.history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, f"{item.source}: {result.replay_failure}"
 
 
 async def test_an_incompatible_workflow_change_is_reported_per_history() -> None:
