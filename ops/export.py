@@ -231,10 +231,10 @@ def build_timeline(view: DossierView, entries: list[TimelineEntry]) -> DossierTi
     )
 
 
-async def dossier_timeline(client: Client, code: str) -> DossierTimeline:
+async def dossier_timeline(client: Client, database_url: str, code: str) -> DossierTimeline:
     try:
-        view = await dossiers.status(client, code)
-        entries = await dossiers.timeline(client, code)
+        view = await dossiers.status(client, database_url, code)
+        entries = await dossiers.timeline(client, database_url, code)
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
             raise DossierNotFound(f"no dossier {code} on the server") from err
@@ -456,10 +456,11 @@ def export_timeline(
     """Who did what and when (Hanoi time), the legal clock and the portal code at each step."""
 
     async def run() -> DossierTimeline:
-        client = await connect(settings())
+        config = settings()
+        client = await connect(config)
         with spinner() as progress:
             progress.add_task(f"reading the timeline of {code}", total=None)
-            return await dossier_timeline(client, code)
+            return await dossier_timeline(client, config.database_url, code)
 
     try:
         timeline = asyncio.run(run())

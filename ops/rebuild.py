@@ -33,8 +33,8 @@ async def rebuild(
         if execution.id in seen:
             continue
         seen.add(execution.id)
-        view = await dossier_service.status(client, execution.id)
-        timeline = await dossier_service.timeline(client, execution.id)
+        view = await dossier_service.live_status(client, execution.id)
+        timeline = await dossier_service.live_timeline(client, execution.id)
         await projection.replace_dossier(conn, view, timeline)
         if progress is not None:
             progress(execution.id)

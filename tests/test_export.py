@@ -151,7 +151,7 @@ async def test_timeline_rows_carry_status_portal_code_and_the_legal_clock(
     stack: EngineStack, closed: tuple[str, DossierResult]
 ) -> None:
     code, outcome = closed
-    timeline = await dossier_timeline(stack.client, code)
+    timeline = await dossier_timeline(stack.client, stack.settings.database_url, code)
     rows = timeline.rows
 
     assert [(r.step, r.status) for r in rows if r.step not in CLOCK_STEPS] == STEPS
