@@ -207,3 +207,15 @@ class WebhookEvent(Exchange):
     due_at: AwareDatetime | None
     receiving_unit: str
     competent_unit: str
+
+
+# --- the archive ------------------------------------------------------------------------------
+class ArchivePass(Exchange):
+    """One pass of the archiver: the closed runs it copied and what is still waiting."""
+
+    archived: int = Field(description="Closed workflow runs copied in this pass")
+    already_archived: int = Field(description="Closed runs listed that were already copied")
+    pending_dossiers: int = Field(
+        description="Dossiers closed in the read model whose own history is not archived yet"
+    )
+    oldest_pending_closed_at: AwareDatetime | None = None

@@ -27,8 +27,8 @@ from temporalio.converter import DataConverter
 
 from codec import KEY_ID_KEY, KEYS_ENV, KeyRing, data_converter
 from domain.calendar import default_calendar
-from ops.export import dossier_histories
 from ops.replay import dump_json, history_document
+from ops.temporal import dossier_runs
 from schemas.actions import (
     Action,
     Appraisal,
@@ -101,7 +101,9 @@ def encrypted_with(history: WorkflowHistory) -> str | None:
 async def record(stack: EngineStack, scenario: str, code: str) -> None:
     """Write the dossier's history and its lane's, as the server stores them."""
     lane = SCENARIOS[scenario]
-    histories = await dossier_histories(stack.client, code)
+    histories = [
+        run.history for run in await dossier_runs(stack.client, stack.settings.database_url, code)
+    ]
     names = {code: "dossier", **({code + lane: lane.lstrip(".")} if lane else {})}
     assert sorted(h.workflow_id for h in histories) == sorted(names), "unexpected workflows"
     expected = KeyRing.parse(payload_keys()).active_id
