@@ -238,7 +238,7 @@ async def check_read_model(client: Client, database_url: str, views: list[Dossie
         print(f"read model: {len(matching)} of {len(views)} dossier rows match the table")
         events = 0
         for code in by_code:
-            report = await patiently(partial(verify, conn, client, code))
+            report = await patiently(partial(verify, conn, client, database_url, code))
             events += report.events
             if report.broken is not None:
                 broken = report.broken

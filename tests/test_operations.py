@@ -218,7 +218,7 @@ async def chain_of(database_url: str, code: str) -> list[AuditEvent]:
 async def verified(client: Client, database_url: str, code: str) -> int:
     """The dossier's chain verifies against its histories; returns its length."""
     async with engine_for(database_url).connect() as conn:
-        report = await audit_ops.verify(conn, client, code)
+        report = await audit_ops.verify(conn, client, database_url, code)
     assert report.broken is None, report.broken
     return report.events
 

@@ -104,7 +104,7 @@ async def test_each_step_is_one_chained_audit_event_and_the_rows_match_the_dossi
     ]
     assert all(t.done_at is not None for t in inbox)
 
-    report = await audit_ops.verify(conn, stack.client, code)
+    report = await audit_ops.verify(conn, stack.client, stack.settings.database_url, code)
     assert report.broken is None and report.events == len(chain)
     cli = await ops_cli(stack, "audit", "verify", code)
     assert cli.returncode == 0, cli.stderr
@@ -225,7 +225,7 @@ async def test_a_reset_is_an_operator_event_and_the_steps_run_again_are_new_even
     assert kinds[-1] == "closed_approved"
     assert audit.first_break(chain) is None
     async with engine.connect() as c:
-        report = await audit_ops.verify(c, stack.client, code)
+        report = await audit_ops.verify(c, stack.client, stack.settings.database_url, code)
     assert report.broken is None, report.broken
 
 
@@ -250,7 +250,7 @@ async def test_an_event_altered_behind_the_systems_back_is_named(
         )
     try:
         async with engine.connect() as c:
-            report = await audit_ops.verify(c, stack.client)
+            report = await audit_ops.verify(c, stack.client, stack.settings.database_url)
         assert report.broken is not None
         assert (report.broken.dossier_code, report.broken.seq) == (code, 3)
         assert "hash does not match" in report.broken.reason
