@@ -27,8 +27,8 @@ from store.db import engine_for
 
 # The workflow types that make up a dossier's record; the archiver's own runs are not part.
 ARCHIVED_TYPES = ("Dossier", "Processing", "Certification")
-# Visibility may list a run a little after it closed: each pass looks back this far before
-# the latest close it has archived.
+# Visibility may list a run a little after it closed: each pass lists the runs closed since
+# this long before the previous pass copied its last run.
 VISIBILITY_LAG = timedelta(hours=1)
 FETCH_CONCURRENCY = 8
 BATCH = 50
@@ -71,8 +71,8 @@ class ArchiveActivities:
     async def archive_closed_runs(self) -> ArchivePass:
         engine = engine_for(self._settings.database_url)
         async with engine.connect() as conn:
-            latest = await archive.latest_close(conn)
-        after = None if latest is None else latest - VISIBILITY_LAG
+            last = await archive.last_pass(conn)
+        after = None if last is None else last - VISIBILITY_LAG
         archived = already = 0
         batch: list[ListedExecution] = []
         async for execution in self._client.list_workflows(closed_runs_query(after)):

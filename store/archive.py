@@ -71,9 +71,10 @@ async def archived_among(conn: AsyncConnection, run_ids: Collection[str]) -> set
     return {str(row.run_id) for row in rows}
 
 
-async def latest_close(conn: AsyncConnection) -> datetime | None:
-    """The latest close time archived: the next pass lists the runs closed after it."""
-    value = (await conn.execute(select(func.max(archived_histories.c.closed_at)))).scalar()
+async def last_pass(conn: AsyncConnection) -> datetime | None:
+    """When the archiver last copied a run (its own clock, not the runs' close times, which a
+    time-skipping test server may have put in the future)."""
+    value = (await conn.execute(select(func.max(archived_histories.c.archived_at)))).scalar()
     if value is None:
         return None
     assert isinstance(value, datetime)
