@@ -79,8 +79,12 @@ async def archive_status() -> ArchiveStatus:
 
 
 def _span(value: timedelta) -> str:
-    hours = value.total_seconds() / 3600
-    return f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} hours"
+    seconds = value.total_seconds()
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.3g} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.3g} hours"
+    return f"{seconds / 60:.3g} minutes"
 
 
 @archive_app.command("status")

@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+from pydantic import TypeAdapter
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import WorkflowHistory
@@ -44,6 +45,7 @@ from store.db import engine_for
 from tests.api.conftest import ApiServer, issue_key
 from tests.conftest import EngineStack
 from tests.driver import act, officer, result, submission, submit
+from tests.test_export import ops_cli
 from tests.test_lifecycle import approve_through
 from workflows.archive import SCHEDULE_ID
 from workflows.certification import CertificationWorkflow
@@ -298,12 +300,10 @@ async def test_closed_dossiers_outlive_their_temporal_histories(
         assert {(r.history.workflow_id, r.run_id) for r in runs} == expected[code]
         assert all(r.source is HistorySource.ARCHIVE for r in runs)
         for path in write_histories(runs, tmp_path / code):
-            workflow_id = path.name.split("@", 1)[0]
+            workflow_id, run_id = path.stem.split("@", 1)
             history = WorkflowHistory.from_json(workflow_id, json.loads(path.read_text()))
-            before_events = next(
-                r for r in runs_before[code] if r.history.workflow_id == workflow_id
-            )
-            assert len(history.events) == len(before_events.history.events)
+            [earlier] = [r for r in runs_before[code] if r.run_id == run_id]
+            assert list(history.events) == list(earlier.history.events)
             replayed = await replayer.replay_workflow(history, raise_on_replay_failure=False)
             assert replayed.replay_failure is None, f"{path.name}: {replayed.replay_failure}"
 
@@ -311,10 +311,8 @@ async def test_closed_dossiers_outlive_their_temporal_histories(
     for code in codes:
         assert await dossier_timeline(stack.client, database_url, code) == timelines[code]
     for code in approved:
-        again = await verify_dossier(
-            stack.client, database_url, code, stack.settings.url("signing")
-        )
-        assert again == signatures[code]
+        signing = stack.settings.url("signing")
+        assert await verify_dossier(stack.client, database_url, code, signing) == signatures[code]
     async with engine.connect() as conn:
         for code in codes:
             report = await audit_ops.verify(conn, stack.client, database_url, code)
@@ -322,3 +320,12 @@ async def test_closed_dossiers_outlive_their_temporal_histories(
             assert report.checked_against_archive == 1
 
     assert await namespace_retention(stack.client) > timedelta(0)
+    shown = await ops_cli(stack, "archive", "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    status = json.loads(shown.stdout)
+    assert status["archived_dossiers"] >= len(codes)
+    retention = TypeAdapter(timedelta).validate_python(status["retention"])
+    assert retention == await namespace_retention(stack.client)
+    replayed = await ops_cli(stack, "replay", "--dossier", next(iter(codes)))
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "(archive)" in replayed.stdout
