@@ -326,6 +326,6 @@ async def test_closed_dossiers_outlive_their_temporal_histories(
     assert status["archived_dossiers"] >= len(codes)
     retention = TypeAdapter(timedelta).validate_python(status["retention"])
     assert retention == await namespace_retention(stack.client)
-    replayed = await ops_cli(stack, "replay", "--dossier", next(iter(codes)))
-    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
-    assert "(archive)" in replayed.stdout
+    replay = await ops_cli(stack, "replay", "--dossier", next(iter(codes)))
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    assert "(archive)" in replay.stdout
