@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 
 import typer
 from pydantic import AwareDatetime, BaseModel, ConfigDict
-from sqlalchemy import func, select
 
 from bootstrap import connect, namespace_retention
 from config import settings
@@ -26,7 +25,6 @@ from schemas.exchanges import ArchivePass
 from store import archive
 from store.db import engine_for
 from store.migrate import migrate
-from store.tables import archived_histories
 from workflows.archive import SCHEDULE_ID as ARCHIVE_SCHEDULE_ID
 from workflows.archive import ArchiveWorkflow
 
@@ -60,18 +58,14 @@ async def archive_status() -> ArchiveStatus:
     except Exception:  # no schedule: nobody serves the archive queue yet
         next_pass = None
     async with engine_for(config.database_url).connect() as conn:
-        runs, dossiers = (
-            await conn.execute(
-                select(func.count(), func.count(archived_histories.c.dossier_code.distinct()))
-            )
-        ).one()
+        kept = await archive.counts(conn)
         waiting = await archive.pending(conn)
     return ArchiveStatus(
         namespace=config.temporal_namespace,
         retention=retention,
         archive_every=config.archive_every,
-        archived_runs=int(runs),
-        archived_dossiers=int(dossiers),
+        archived_runs=kept.runs,
+        archived_dossiers=kept.dossiers,
         pending_dossiers=waiting.dossiers,
         oldest_pending_closed_at=waiting.oldest_closed_at,
         next_pass_at=next_pass,

@@ -114,6 +114,21 @@ async def history_of(conn: AsyncConnection, workflow_id: str, run_id: str) -> by
     return history
 
 
+class ArchiveCounts(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    runs: int
+    dossiers: int
+
+
+async def counts(conn: AsyncConnection) -> ArchiveCounts:
+    h = archived_histories.c
+    runs, codes = (
+        await conn.execute(select(func.count(), func.count(h.dossier_code.distinct())))
+    ).one()
+    return ArchiveCounts(runs=int(runs), dossiers=int(codes))
+
+
 class PendingArchive(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -137,6 +137,12 @@ async def snapshot(conn: AsyncConnection, code: str) -> DossierSnapshot | None:
     )
 
 
+async def recorded_codes(conn: AsyncConnection) -> list[str]:
+    """Every dossier the read model has a record of."""
+    rows = await conn.execute(select(dossier_snapshots.c.code).order_by(dossier_snapshots.c.code))
+    return [str(row.code) for row in rows]
+
+
 _TIMELINE: TypeAdapter[list[TimelineEntry]] = TypeAdapter(list[TimelineEntry])
 
 

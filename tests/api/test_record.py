@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 from pydantic import TypeAdapter
+from sqlalchemy import select
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import WorkflowHistory
@@ -22,6 +23,7 @@ from temporalio.worker import Replayer
 from bootstrap import namespace_retention, schedule_archive
 from ops import audit as audit_ops
 from ops.export import dossier_timeline, write_histories
+from ops.rebuild import rebuild
 from ops.signatures import verify_dossier
 from ops.stuck import StuckKind, unarchived
 from ops.temporal import HistorySource, dossier_runs
@@ -42,6 +44,7 @@ from schemas.statuses import Outcome, Role
 from simulators.seed import sample_civil_packages, sample_enterprises
 from store import archive, views
 from store.db import engine_for
+from store.tables import dossiers
 from tests.api.conftest import ApiServer, issue_key
 from tests.conftest import EngineStack
 from tests.driver import act, officer, result, submission, submit
@@ -289,6 +292,15 @@ async def test_closed_dossiers_outlive_their_temporal_histories(
     async with api.client(key) as client:
         after = await read_all(client, list(codes))
     assert after == before
+
+    # A rebuild of the read model keeps the dossiers Temporal no longer holds.
+    async with engine_for(database_url, writer=True).begin() as conn:
+        await rebuild(conn, stack.client)
+    async with engine.connect() as conn:
+        rows = await conn.execute(select(dossiers.c.code).where(dossiers.c.code.in_(list(codes))))
+        assert {row.code for row in rows} == set(codes)
+    async with api.client(key) as client:
+        assert await read_all(client, list(codes)) == before
 
     # Histories from the archive, as stored, in Temporal's JSON; a plain Replayer replays them.
     replayer = Replayer(
