@@ -27,6 +27,7 @@ from temporalio.converter import DataConverter
 
 from codec import KEY_ID_KEY, KEYS_ENV, KeyRing, data_converter
 from domain.calendar import default_calendar
+from domain.clock import apology_by
 from ops.export import dossier_histories
 from ops.replay import dump_json, history_document
 from schemas.actions import (
@@ -41,7 +42,7 @@ from schemas.actions import (
     SupplementRequest,
     Withdrawal,
 )
-from schemas.catalogue import DeliveryChannel
+from schemas.catalogue import DeliveryChannel, WorkingDaysDeadline
 from schemas.dossier import SubmittedDocument
 from schemas.statuses import DossierStatus, Outcome, Role
 from simulators.seed import sample_civil_packages, sample_enterprises
@@ -260,7 +261,8 @@ async def test_apology_slip_then_overdue(stack: EngineStack) -> None:
     assert first.clock is not None
     calendar = default_calendar()
     promised = first.clock.due_at
-    apology_mark = calendar.subtract_working_seconds(promised, 8 * 3600)
+    # At the latest one day before the due date (Decree 61/2018 art. 19(9)).
+    apology_mark = apology_by(calendar, promised, WorkingDaysDeadline(days=3))
     lane = stack.client.get_workflow_handle(f"{code}.processing")
     now = await stack.env.get_current_time(lane)
     assert await stack.env.fast_forward(lane, apology_mark - now + timedelta(hours=1))

@@ -471,3 +471,63 @@ def test_cli_procedure_from_the_real_catalogue() -> None:
         assert done.returncode == 0, done.stderr
         expected = CAL.due_at(datetime.fromisoformat(received), procedure.deadline)
         assert done.stdout == f"{expected.isoformat()}\n"
+
+
+# --- the apology slip's latest moment (Decree 61/2018 art. 19(9)) ----------------------------
+@pytest.mark.parametrize(
+    ("due", "latest"),
+    [
+        # Due Tue 1 Dec 2026 17:00: the day before is Mon 30 Nov, a working day; by its 17:00.
+        ("2026-12-01 17:00", "2026-11-30 17:00"),
+        # Due Mon 30 Nov 2026: Sat 28 and Sun 29 are days off; the Friday before, 27 Nov 17:00.
+        ("2026-11-30 17:00", "2026-11-27 17:00"),
+        # Due Thu 3 Sep 2026: Sat 29 Aug - Wed 2 Sep are days off; Fri 28 Aug 17:00.
+        ("2026-09-03 17:00", "2026-08-28 17:00"),
+        # Due Mon 23 Feb 2026, after Tết (16-20 Feb off): Fri 13 Feb 17:00.
+        ("2026-02-23 17:00", "2026-02-13 17:00"),
+        # Due Mon 24 Aug 2026: the make-up working Saturday 22 Aug counts; 22 Aug 17:00.
+        ("2026-08-24 17:00", "2026-08-22 17:00"),
+        # An appointment moved by a paused clock to Wed 2 Dec 2026 10:30: the day before is
+        # Tue 1 Dec, by 17:00; never on the due day itself.
+        ("2026-12-02 10:30", "2026-12-01 17:00"),
+    ],
+)
+def test_apology_slip_at_the_latest_one_working_day_before_the_due_date(
+    due: str, latest: str
+) -> None:
+    from domain.clock import apology_by
+
+    moment = apology_by(CAL, at(due), wd(3))
+    assert moment == at(latest)
+    assert moment.date() < at(due).date()
+
+
+def test_apology_slip_of_a_same_day_certification_one_working_hour_before() -> None:
+    from domain.clock import apology_by, warn_at
+
+    # Due Fri 27 Nov 2026 17:00, received that morning: no day before it; 16:00 (unconfirmed).
+    assert apology_by(CAL, at("2026-11-27 17:00"), CERT) == at("2026-11-27 16:00")
+    assert warn_at(CAL, at("2026-11-27 17:00"), CERT) == at("2026-11-27 15:00")
+
+
+def test_the_unit_is_warned_one_working_day_before_the_apology() -> None:
+    from domain.clock import warn_at
+
+    # Due Tue 1 Dec 2026: apology by Mon 30 Nov 17:00, warning at Fri 27 Nov 17:00.
+    assert warn_at(CAL, at("2026-12-01 17:00"), wd(3)) == at("2026-11-27 17:00")
+    # Due Thu 3 Sep 2026: apology by Fri 28 Aug 17:00; warning Thu 27 Aug 17:00.
+    assert warn_at(CAL, at("2026-09-03 17:00"), wd(3)) == at("2026-08-27 17:00")
+
+
+def test_cli_apology_by(capsys: pytest.CaptureFixture[str]) -> None:
+    # Due Mon 30 Nov 2026 17:00 -> Fri 27 Nov 2026 17:00 (the weekend is no working day).
+    done = run_cli("apology-by", "--due", "2026-11-30T17:00+07:00")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "2026-11-27T17:00:00+07:00\n"
+    # Without an offset it is Hanoi time; a same-day certification gets one working hour.
+    assert main(["apology-by", "--due", "2026-11-27T17:00", "--certification"]) == 0
+    assert capsys.readouterr().out == "2026-11-27T16:00:00+07:00\n"
+    with pytest.raises(SystemExit) as exited:
+        main(["apology-by", "--due", "30/11/2026"])
+    assert exited.value.code == 2
+    assert "--due" in capsys.readouterr().err

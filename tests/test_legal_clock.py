@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from domain.calendar import HANOI, default_calendar
+from domain.clock import apology_by
 from schemas.actions import Action, HandOver, Supplement, SupplementRequest
 from schemas.catalogue import DeliveryChannel, WorkingDaysDeadline
 from schemas.dossier import SubmittedDocument, TimelineEntry
@@ -158,13 +159,20 @@ async def test_one_apology_slip_with_one_new_appointment_then_overdue_and_late(
     assert first.clock is not None
     promised = first.clock.due_at
     calendar = default_calendar()
-    apology_mark = calendar.subtract_working_seconds(promised, 8 * 3600)
+    # Decree 61/2018 art. 19(9): at the latest one day before the due date. Received Mon
+    # 09:00 (the default instant), 3 working days: due Thu 17:00, slip by Wed 17:00.
+    apology_mark = apology_by(calendar, promised, WorkingDaysDeadline(days=3))
+    due_day = promised.astimezone(HANOI).date()
+    assert apology_mark == calendar.closing_on(calendar.previous_working_day(due_day))
     lane = stack.client.get_workflow_handle(f"{code}.processing")
 
-    # Nobody appraises: past the apology mark, one working day before the appointment.
+    # Nobody appraises: past the apology mark, the day before the appointment.
     now = await stack.env.get_current_time(lane)
-    assert await stack.env.fast_forward(lane, apology_mark - now + timedelta(hours=1))
+    assert await stack.env.fast_forward(lane, apology_mark - now + timedelta(minutes=30))
     view = await wait_for(stack, code, Action.APPRAISE)
+    slip = next(e for e in await timeline(stack, code) if e.step == "apology slip")
+    assert apology_mark <= slip.at <= apology_mark + timedelta(minutes=30)
+    assert slip.at.astimezone(HANOI).date() < due_day
     new_due = calendar.due_at(promised, WorkingDaysDeadline(days=2))
     assert view.clock is not None and view.clock.apologized and view.clock.warned
     assert view.clock.due_at == new_due

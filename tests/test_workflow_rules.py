@@ -29,8 +29,9 @@ from temporalio.worker import Worker
 from activities import clock
 from bootstrap import sandbox_runner
 from domain import lanes
-from domain.calendar import default_calendar
+from domain.calendar import HANOI, default_calendar
 from domain.catalogue import default_catalogue
+from domain.clock import apology_by, warn_at
 from domain.codes import dossier_code
 from embedded import temporal_cli
 from schemas.actions import (
@@ -451,23 +452,35 @@ async def test_warning_then_one_apology_slip_with_one_new_appointment_then_overd
     promised = clock_of(first).due_at
     calendar = default_calendar()
 
-    # Two working days before the appointment the unit's leaders are warned.
+    deadline = WorkingDaysDeadline(days=3)
+    apology_latest = apology_by(calendar, promised, deadline)
+    # Hand computation at the default instant: received Mon 09:00, 3 working days -> due Thu
+    # 17:00; the slip at the latest on Wed 17:00 (the last working day before Thursday, never
+    # Thursday itself); the unit's warning one working day earlier, Tue 17:00.
+    due_day = promised.astimezone(HANOI).date()
+    assert apology_latest == calendar.closing_on(calendar.previous_working_day(due_day))
+    assert apology_latest.date() < due_day
+
+    # One working day before the apology the unit's leaders are warned.
     await fast_forward_lane_to(
-        rules,
-        code,
-        calendar.subtract_working_seconds(promised, 2 * WORKING_DAY) + timedelta(minutes=1),
+        rules, code, warn_at(calendar, promised, deadline) + timedelta(minutes=1)
     )
     warned = await until(rules, code, "was warned", lambda v: clock_of(v).warned)
     assert not clock_of(warned).apologized
     assert ("near_due", "leaders@thanh-xuan") in OUTSIDE.notices_of(code)
     assert OUTSIDE.documents_of(code) == []
 
-    # One working day before it (Decree 61/2018 art. 19) the dossier, still not appraised,
-    # gets its apology slip and a new appointment half the legal time later.
-    await fast_forward_lane_to(
-        rules, code, calendar.subtract_working_seconds(promised, WORKING_DAY) + timedelta(minutes=1)
-    )
+    # A minute before the latest moment: no slip yet.
+    await fast_forward_lane_to(rules, code, apology_latest - timedelta(minutes=1))
+    assert not clock_of(await view(rules, code)).apologized
+    # At the latest one day before the due date (Decree 61/2018 art. 19(9)) the dossier,
+    # still not appraised, gets its apology slip and a new appointment half the legal time
+    # later; the slip is dated the day before the due date, not the due day.
+    await fast_forward_lane_to(rules, code, apology_latest + timedelta(minutes=1))
     apologized = await until(rules, code, "sent its apology slip", lambda v: clock_of(v).apologized)
+    slip = next(e for e in await timeline(rules, code) if e.step == TimelineStep.APOLOGY_SLIP)
+    assert apology_latest <= slip.at <= apology_latest + timedelta(minutes=1)
+    assert slip.at.astimezone(HANOI).date() < due_day
     new_due = calendar.due_at(promised, WorkingDaysDeadline(days=2))
     assert clock_of(apologized).due_at == new_due
     assert not clock_of(apologized).overdue

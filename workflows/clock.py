@@ -191,8 +191,8 @@ class LegalClock:
                 await self._mark_overdue()
 
     async def _warn_near_due(self) -> None:
-        """The unit's own reminder, not the decree's: its leaders hear of the appointment
-        twice as early as an apology would fall due (domain.clock.warning_lead_seconds)."""
+        """The unit's own reminder, not the decree's: its leaders hear of the appointment one
+        working day before the apology would fall due (domain.clock.warn_at)."""
         self.state.warned = True
         await notices.send(
             notices.to_unit(
@@ -205,9 +205,9 @@ class LegalClock:
         await self._report(TimelineStep.NEAR_DUE_WARNING, f"due {self.state.due_at}")
 
     async def _apologize(self) -> None:
-        """Decree 61/2018 art. 19: at least a working day before the deadline, a dossier that
-        will be late gets one apology slip (form 04) with a new appointment, and counts as
-        late."""
+        """Decree 61/2018 art. 19(9): at the latest one day before the due date (by 17:00 of
+        the last working day before it, domain.clock.apology_by), a dossier that will be
+        late gets one apology slip (form 04) with a new appointment, and counts as late."""
         code = self.filing.code
         new_due = await workflow.execute_local_activity(
             clock.apology_appointment,
