@@ -313,10 +313,12 @@ class WorkingCalendar:
             return self.closing_on(self.working_days_after(today, deadline.days))
         if isinstance(deadline, SameDayDeadline):
             # Certification (Decree 23/2015 art. 7): the same working day, or the next one when
-            # received at or after the cutoff (15:00) or on a day off.
+            # received after the cutoff ("sau 15 giờ": strictly after, so 15:00:00 is the same
+            # day) or on a day off. Receipts state the second, so a fraction of a second past
+            # 15:00:00 is still 15:00:00.
             if (
                 self.is_working_day(today)
-                and local.time() < deadline.cutoff
+                and local.replace(microsecond=0).time() <= deadline.cutoff
                 and local < self.closing_on(today)
             ):
                 return self.closing_on(today)
@@ -475,7 +477,7 @@ def _parser() -> argparse.ArgumentParser:
     kind.add_argument(
         "--certification",
         action="store_true",
-        help="same working day; the next one when received at or after 15:00",
+        help="same working day; the next one when received after 15:00:00",
     )
     due.add_argument(
         "--received",

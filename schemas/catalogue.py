@@ -52,7 +52,8 @@ class WorkingDaysDeadline(Frozen):
 
 class SameDayDeadline(Frozen):
     """Certification: returned the same working day, or the next one when received after the
-    cutoff (Decree 23/2015 art. 7 as amended; 15:00 on provincial portals)."""
+    cutoff (Decree 23/2015 art. 7 as amended; 15:00 on provincial portals). "After" is strict:
+    received at 15:00:00 is due the same day."""
 
     kind: Literal["same_day"] = "same_day"
     cutoff: time = time(15, 0)

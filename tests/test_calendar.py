@@ -126,7 +126,14 @@ def test_due_at_over_weekend_and_holidays() -> None:
     ("received", "due"),
     [
         ("2026-03-04 14:59", "2026-03-04 17:00"),  # before 15:00: same day
-        ("2026-03-04 15:00", "2026-03-05 17:00"),  # at 15:00: next working day
+        # Decree 23/2015 art. 7, "sau 15 giờ" is strictly after: Wed 4 Mar 2026 at 15:00:00
+        # is due that Wednesday at 17:00; one second later, Thursday 5 Mar at 17:00.
+        ("2026-03-04 15:00:00", "2026-03-04 17:00"),
+        ("2026-03-04 15:00:00.900", "2026-03-04 17:00"),  # the receipt says 15:00:00
+        ("2026-03-04 15:00:01", "2026-03-05 17:00"),
+        # Fri 6 Mar 2026 at 15:00:00: that Friday; at 15:00:01: Monday 9 Mar.
+        ("2026-03-06 15:00:00", "2026-03-06 17:00"),
+        ("2026-03-06 15:00:01", "2026-03-09 17:00"),
         ("2026-03-04 16:30", "2026-03-05 17:00"),
         ("2026-03-04 06:00", "2026-03-04 17:00"),  # before opening: same day
         ("2026-03-04 12:30", "2026-03-04 17:00"),  # lunch break
@@ -146,6 +153,16 @@ def test_certification_custom_cutoff() -> None:
     assert CAL.due_at(at("2026-03-04 15:30"), SameDayDeadline(cutoff=time(16))) == at(
         "2026-03-04 17:00"
     )
+    # At the custom cutoff itself: the same day (16:00:00 is not after 16:00).
+    assert CAL.due_at(at("2026-03-04 16:00"), SameDayDeadline(cutoff=time(16))) == at(
+        "2026-03-04 17:00"
+    )
+
+
+def test_cli_certification_at_exactly_15h(capsys: pytest.CaptureFixture[str]) -> None:
+    # Wed 4 Mar 2026 15:00:00 -> the same day, 17:00.
+    assert main(["due", "--certification", "--received", "2026-03-04T15:00:00+07:00"]) == 0
+    assert capsys.readouterr().out == "2026-03-04T17:00:00+07:00\n"
 
 
 def test_naive_datetimes_are_refused() -> None:
