@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from temporalio import workflow
 
-from schemas.catalogue import SupplementRule
+from schemas.catalogue import SupplementRule, WorkingDaysDeadline
 from schemas.dossier import ClockState, DossierFiling, Officer
 from schemas.exchanges import ClockMarks, DueRequest, MarksRequest, ResultKind, ShiftRequest
 from schemas.lifecycle import TimelineStep
@@ -66,6 +66,17 @@ class LegalClock:
             self._watch.cancel()
 
     # --- a supplement (Decree 61/2018 art. 19(4)) ----------------------------------------------
+    async def supplement_window_end(self, days: int) -> datetime:
+        """The last moment the unit may return the dossier for a supplement: the close of the
+        `days`-th working day after receipt (3 by art. 19(4))."""
+        return await workflow.execute_local_activity(
+            clock.compute_due,
+            DueRequest(
+                received_at=self.filing.received_at, deadline=WorkingDaysDeadline(days=days)
+            ),
+            start_to_close_timeout=LOCAL_CALL,
+        )
+
     async def stop(self) -> datetime:
         """A supplement is requested: the clock waits for the citizen. Returns the instant it
         stopped."""
