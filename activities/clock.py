@@ -31,7 +31,8 @@ def clock_marks(request: MarksRequest) -> ClockMarks:
     return ClockMarks(
         warn_at=max(warn_at(calendar, request.due_at, request.deadline), request.received_at),
         apologize_at=max(
-            apology_by(calendar, request.due_at, request.deadline), request.received_at
+            apology_by(calendar, request.due_at, request.deadline, request.received_at),
+            request.received_at,
         ),
     )
 

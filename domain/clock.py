@@ -13,7 +13,12 @@ WORKING_DAY_SECONDS = 8 * 3600
 SAME_DAY_APOLOGY_LEAD_SECONDS = 3600
 
 
-def apology_by(calendar: WorkingCalendar, due_at: datetime, deadline: Deadline) -> datetime:
+def apology_by(
+    calendar: WorkingCalendar,
+    due_at: datetime,
+    deadline: Deadline,
+    received_at: datetime | None = None,
+) -> datetime:
     """The latest moment the apology slip (form 04) may go out for the appointment ``due_at``.
 
     Decree 61/2018 art. 19(9) (carried into Decree 118/2025; Circular 01/2018 form 04):
@@ -23,11 +28,18 @@ def apology_by(calendar: WorkingCalendar, due_at: datetime, deadline: Deadline) 
     date on Monday 30 Nov 2026 gives Friday 27 Nov 2026 17:00.
 
     A same-day certification (Decree 23/2015 art. 7) has no day before it: one working hour
-    before the appointment (SAME_DAY_APOLOGY_LEAD_SECONDS, unconfirmed).
+    before the appointment (SAME_DAY_APOLOGY_LEAD_SECONDS, unconfirmed). So has a dossier
+    received after that close (a one-working-day procedure received after 17:00 or on a day
+    off): the day before had passed at receipt, and the same working hour applies rather
+    than a slip at the moment of receipt (the engine's choice, unconfirmed).
     """
+    one_hour_before = calendar.subtract_working_seconds(due_at, SAME_DAY_APOLOGY_LEAD_SECONDS)
     if isinstance(deadline, SameDayDeadline):
-        return calendar.subtract_working_seconds(due_at, SAME_DAY_APOLOGY_LEAD_SECONDS)
-    return calendar.closing_on(_working_day_before(calendar, due_at))
+        return one_hour_before
+    day_before = calendar.closing_on(_working_day_before(calendar, due_at))
+    if received_at is not None and day_before <= received_at:
+        return one_hour_before
+    return day_before
 
 
 def warn_at(calendar: WorkingCalendar, due_at: datetime, deadline: Deadline) -> datetime:

@@ -527,6 +527,19 @@ def test_apology_slip_of_a_same_day_certification_one_working_hour_before() -> N
     assert warn_at(CAL, at("2026-11-27 17:00"), CERT) == at("2026-11-27 15:00")
 
 
+def test_apology_slip_when_the_day_before_had_passed_at_receipt() -> None:
+    from domain.clock import apology_by
+
+    # One working day, received Mon 30 Nov 2026 at 10:00: due Tue 1 Dec 17:00, slip by Mon
+    # 30 Nov 17:00, the day of receipt itself.
+    due = CAL.due_at(at("2026-11-30 10:00"), wd(1))
+    assert due == at("2026-12-01 17:00")
+    assert apology_by(CAL, due, wd(1), at("2026-11-30 10:00")) == at("2026-11-30 17:00")
+    # Received Mon 30 Nov 2026 at 18:30: the same appointment, but Monday 17:00 had passed at
+    # receipt; one working hour before the appointment instead, Tue 1 Dec 16:00.
+    assert apology_by(CAL, due, wd(1), at("2026-11-30 18:30")) == at("2026-12-01 16:00")
+
+
 def test_the_unit_is_warned_one_working_day_before_the_apology() -> None:
     from domain.clock import warn_at
 
