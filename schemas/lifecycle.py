@@ -38,6 +38,8 @@ class TimelineStep(StrEnum):
     AWAITING_CERTIFICATION = "awaiting certification"
     CERTIFIED = "certified"
     APPROVED = "approved"
+    E_SIGNATURE_REFUSED = "e-signature refused"
+    SIGNED_ON_PAPER = "signed on paper"
     FEES_REQUESTED = "fees requested"
     FEES_PAID = "fees paid"
     CLAIMED = "claimed"
@@ -82,6 +84,7 @@ HOLDER: dict[Action, Holder] = {
     Action.REFUSE: Holder.LANE,
     Action.CERTIFY: Holder.LANE,
     Action.CLAIM: Holder.LANE,
+    Action.RECORD_WET_SIGNATURE: Holder.LANE,
     Action.HAND_OVER: Holder.DOSSIER,
     Action.WITHDRAW: Holder.CURRENT,
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from schemas.actions import (
     Recommendation,
     Refusal,
     Supplement,
+    WetSignature,
     Withdrawal,
 )
 from schemas.catalogue import DeliveryChannel, RequiredDocument
@@ -414,11 +416,12 @@ async def test_a_transient_registry_fault_is_retried_to_success(stack: EngineSta
     assert len(failures) >= 2
 
 
-async def test_a_lane_that_cannot_go_on_stops_the_dossier_with_the_reason(
+async def test_a_refused_e_signature_is_signed_on_paper_and_the_dossier_goes_on(
     stack: EngineStack,
 ) -> None:
-    """The signing service refuses the signature (4xx): the dossier stops, status 8, with the
-    signing service's message, instead of retrying for ever or hanging half-done."""
+    """The signing service refuses the signature (4xx, as for an officer without a usable
+    certificate): the leader signs on paper and records it (who, when, the scan's SHA-256);
+    the dossier goes on to its return, flagged, and is never stopped for this."""
     package = sample_civil_packages()[40].package_id
     code = await submit(stack, submission(BIRTH, "yen-hoa", citizen=40, subject_reference=package))
     await act(
@@ -432,12 +435,41 @@ async def test_a_lane_that_cannot_go_on_stops_the_dossier_with_the_reason(
     await wait_for(stack, code, Action.APPROVE)
     signing = stack.simulators.url("signing")
     httpx.post(f"{signing}/_sim/faults", json={"fail_next": 1, "status": 403}).raise_for_status()
-    await act(stack, code, Action.APPROVE, Approval(officer=officer(Role.LEADER, "yen-hoa")))
+    leader = officer(Role.LEADER, "yen-hoa")
+    await act(stack, code, Action.APPROVE, Approval(officer=leader))
+    waiting = await wait_for(stack, code, Action.RECORD_WET_SIGNATURE)
+    assert waiting.status is DossierStatus.IN_PROCESSING
+    [refused] = [e for e in await timeline(stack, code) if e.step == "e-signature refused"]
+    assert "signing service refused POST /v1/sign: 403" in refused.note
+
+    scan = hashlib.sha256(b"the decision, signed in ink and scanned").hexdigest()
+    now = refused.at  # signed in ink as soon as the e-signature was refused
+    specialist = officer(Role.SPECIALIST, "yen-hoa")
+    with pytest.raises(dossiers.ActionRefused) as wrong_role:
+        await act(
+            stack,
+            code,
+            Action.RECORD_WET_SIGNATURE,
+            WetSignature(officer=specialist, signed_at=now, scan_sha256=scan),
+        )
+    assert str(wrong_role.value).startswith("record_wet_signature needs role leader")
+    await act(
+        stack,
+        code,
+        Action.RECORD_WET_SIGNATURE,
+        WetSignature(officer=leader, signed_at=now, scan_sha256=scan),
+    )
+    await act(
+        stack, code, Action.HAND_OVER, HandOver(officer=officer(Role.COUNTER_OFFICER, "yen-hoa"))
+    )
     outcome = await result(stack, code)
 
-    assert outcome.outcome is Outcome.STOPPED and outcome.status is DossierStatus.STOPPED
-    assert outcome.reason is not None
-    assert outcome.reason.startswith(
-        "processing stopped: signing service refused POST /v1/sign: 403"
-    )
-    assert portal_statuses(stack, code) == [2, 4, 8]
+    assert outcome.outcome is Outcome.APPROVED and outcome.status is DossierStatus.RETURNED
+    [decision] = outcome.documents
+    assert decision.signature is None and decision.wet_ink is not None
+    assert decision.wet_ink.signed_by.officer_id == leader.officer_id
+    assert decision.wet_ink.scan_sha256 == scan and decision.wet_ink.signed_at == now
+    steps = [e.step for e in await timeline(stack, code)]
+    assert steps.index("e-signature refused") < steps.index("signed on paper")
+    assert "closed: stopped" not in steps
+    assert 8 not in portal_statuses(stack, code)

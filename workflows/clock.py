@@ -234,7 +234,7 @@ class LegalClock:
             self.filing,
             ResultKind.APOLOGY_SLIP,
             Officer(
-                officer_id=f"unit:{unit.code}",
+                officer_id=f"unit.{unit.code}",
                 full_name=unit.name,
                 role=Role.LEADER,
                 unit=unit.code,

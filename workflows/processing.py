@@ -25,7 +25,7 @@ from schemas.exchanges import RegistryConsultation, RegistryFinding, ResultKind
 from schemas.lanes import LaneJob, LaneResult
 from schemas.lifecycle import TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
-from workflows import documents, notices
+from workflows import notices
 from workflows.lane import SYSTEM, LaneWorkflow
 from workflows.policies import REGISTRY_CALL, TRANSIENT, is_rejection, rejection_message
 
@@ -108,8 +108,7 @@ class ProcessingWorkflow(LaneWorkflow):
             approval.officer.officer_id,
             approval.note,
         )
-        decision = await documents.issue(
-            filing,
+        decision = await self._issue_signed(
             ResultKind.DECISION,
             approval.officer,
             f"Phê duyệt: {filing.procedure.name}. {approval.note}".strip(),
