@@ -94,11 +94,12 @@ async def test_each_step_is_one_chained_audit_event_and_the_rows_match_the_dossi
             select(tasks).where(tasks.c.dossier_code == code).order_by(tasks.c.since)
         )
     ).all()
-    # Every awaited step became a task at its unit and role, and each is done now.
+    # Every awaited step became a task at its unit and role, and each is done now. After the
+    # one supplement request (Decree 61/2018 art. 19(4)) the specialist may only appraise.
     assert [(t.action, t.role, t.done_by) for t in inbox] == [
         ("appraise/request_supplement", "specialist", "hong-ha.specialist.1"),
         ("provide_supplement", "counter_officer", "hong-ha.counter_officer.1"),
-        ("appraise/request_supplement", "specialist", "hong-ha.specialist.1"),
+        ("appraise", "specialist", "hong-ha.specialist.1"),
         ("approve/refuse", "leader", "hong-ha.leader.1"),
         ("hand_over", "counter_officer", "hong-ha.counter_officer.1"),
     ]

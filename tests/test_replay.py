@@ -104,7 +104,10 @@ async def test_an_incompatible_workflow_change_is_reported_per_history() -> None
     assert report.broken == len(dossiers)
     for outcome in dossiers:
         assert not outcome.ok and outcome.nondeterministic, outcome
-        assert outcome.error is not None and "check_blacklist" in outcome.error
+        assert outcome.error is not None
+        # An intake that begins with a patch marker (an incomplete dossier's supplement) meets
+        # the extra activity at the marker: still a nondeterminism, named as such.
+        assert "check_blacklist" in outcome.error or "Nondeterminism" in outcome.error
         assert outcome.workflow_id and outcome.source.endswith(".dossier.json")
     assert all(outcome.ok for outcome in lanes)
     assert report.summary == f"replay: {report.histories} histories, {len(dossiers)} broken"
