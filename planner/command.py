@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from domain.calendar import WorkingCalendar, default_calendar
@@ -148,8 +149,9 @@ def plan_command(
     if as_json:
         console.print_json(json.dumps(document))
         return
-    # Wide enough for two plans side by side, also when the output goes to a file.
-    console.print(summary_table(reports), width=max(console.width, 40 + 50 * len(reports)))
+    # Wide enough for two plans side by side when the output goes to a file or a pipe.
+    wide = console if console.is_terminal else Console(width=40 + 60 * len(reports))
+    wide.print(summary_table(reports))
     for report in reports:
         firsts = ", ".join(f"{w} {d:%d/%m}" for w, d in report.first_to_go_late[:5]) or "none"
         console.print(

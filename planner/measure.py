@@ -145,9 +145,7 @@ def scale_arrivals(
         if day >= scenario.end or count == 0:
             continue
         arrivals.append(
-            ArrivalRow(
-                date=day, ward=row.receiving_unit, procedure=row.procedure_code, count=count
-            )
+            ArrivalRow(date=day, ward=row.receiving_unit, procedure=row.procedure_code, count=count)
         )
     return arrivals
 

@@ -5,7 +5,7 @@ side; as tables, JSON and PNG charts."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date
+from datetime import date, datetime, time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -197,6 +197,13 @@ def build_report(
 
 
 # --- charts ---------------------------------------------------------------------------------
+def _day(day: date) -> float:
+    """matplotlib's date axis, for a day of the plan."""
+    from matplotlib.dates import date2num
+
+    return float(date2num(datetime.combine(day, time(12))))  # type: ignore[no-untyped-call]
+
+
 def _top_wards(reports: list[PlanReport], limit: int) -> list[str]:
     """The wards with the highest peak backlog in any of the plans."""
     peak: dict[str, int] = defaultdict(int)
@@ -231,12 +238,13 @@ def write_charts(reports: list[PlanReport], folder: Path, *, wards: int = 6) -> 
                     for r in rows
                 ]
                 axes.plot(
-                    [r.day for r in rows],
+                    [_day(r.day) for r in rows],
                     values,
                     styles[p % len(styles)],
                     color=colours[w % len(colours)],
                     label=f"{ward} ({report.staffing})",
                 )
+        axes.xaxis_date()
         axes.set_title(title)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7, ncol=2)
@@ -252,7 +260,9 @@ def write_charts(reports: list[PlanReport], folder: Path, *, wards: int = 6) -> 
 
     figure, axes = plt.subplots(figsize=(9, 4.5), dpi=80)
     for p, report in enumerate(reports):
-        by_role: dict[str, dict[date, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+        by_role: dict[str, dict[date, list[float]]] = defaultdict(
+            lambda: defaultdict(lambda: [0.0, 0.0])
+        )
         for row in report.desk_days:
             if row.desk.split("+")[0] in shown or any(u in shown for u in row.desk.split("+")):
                 cell = by_role[row.role][row.day]
@@ -261,13 +271,14 @@ def write_charts(reports: list[PlanReport], folder: Path, *, wards: int = 6) -> 
         for r, (role, days) in enumerate(sorted(by_role.items())):
             points = [(day, b / o) for day, (b, o) in sorted(days.items()) if o]
             axes.plot(
-                [d for d, _ in points],
+                [_day(d) for d, _ in points],
                 [u for _, u in points],
                 styles[p % len(styles)],
                 marker="o",
                 color=colours[r % len(colours)],
                 label=f"{role} ({report.staffing})",
             )
+    axes.xaxis_date()
     axes.set_title("Officers' utilisation on working days, wards shown above")
     axes.set_ylim(0, 1.05)
     axes.grid(alpha=0.3)

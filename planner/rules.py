@@ -50,6 +50,17 @@ def resumed_due(
     return clock.add_working_seconds(ShiftRequest(start=due, working_seconds=waited))
 
 
+__all__ = [
+    "apology_appointment",
+    "apology_at",
+    "clock",
+    "competent_unit_code",
+    "due_at",
+    "resumed_due",
+    "route",
+    "routed",
+]
+
 _routes: dict[tuple[int, str, str], Route] = {}
 
 

@@ -268,8 +268,13 @@ def _location(loc: Sequence[int | str]) -> str:
 
 
 def _describe(exc: ValidationError) -> str:
+    """Every error, but not a list's own complaint when it comes from a bad entry in it."""
+    errors = exc.errors()
+    locations = [tuple(e["loc"]) for e in errors]
     parts = []
-    for error in exc.errors():
+    for error, loc in zip(errors, locations, strict=True):
+        if any(other != loc and other[: len(loc)] == loc for other in locations):
+            continue
         where = _location([p for p in error["loc"] if isinstance(p, int | str)])
         message = str(error["msg"]).removeprefix("Value error, ")
         parts.append(f"{where}: {message}" if where else message)

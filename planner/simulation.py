@@ -15,11 +15,12 @@ Time runs in minutes from midnight (Hanoi) of the scenario's first day.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -76,7 +77,7 @@ class Desk:
 
     def _absent(
         self, env: simpy.Environment, start: int, end: int, count: int
-    ) -> Iterator[simpy.Event]:
+    ) -> Generator[simpy.Event, object, None]:
         """Officers not at the desk in this stretch hold their places in the queue."""
         yield env.timeout(start - env.now)
         held = [self.resource.request(priority=ABSENT) for _ in range(count)]
@@ -139,14 +140,22 @@ def build_desks(
                     officers, hours = staffing.officers_on(unit, role, day)
                     if officers > 0:
                         for opens, closes in hours or default_hours:
-                            pieces.append((base + _minutes(opens), base + _minutes(closes), officers))
+                            pieces.append(
+                                (base + _minutes(opens), base + _minutes(closes), officers)
+                            )
                 for session in staffing.saturday_sessions:
                     if unit in session.units and role in session.roles and day in session.dates:
                         officers = session.officers or staffing.officers_on(unit, role, day)[0]
                         for opens, closes in session.hours:
-                            pieces.append((base + _minutes(opens), base + _minutes(closes), officers))
+                            pieces.append(
+                                (base + _minutes(opens), base + _minutes(closes), officers)
+                            )
         desks[(name, role)] = Desk(name=name, role=role, segments=_sum_pieces(pieces))
     return desks
+
+
+def _stretch(base: int, opens: time, closes: time, officers: int) -> tuple[int, int, int]:
+    return (base + _minutes(opens), base + _minutes(closes), officers)
 
 
 def _sum_pieces(pieces: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
@@ -158,7 +167,7 @@ def _sum_pieces(pieces: list[tuple[int, int, int]]) -> list[tuple[int, int, int]
     segments: list[tuple[int, int, int]] = []
     level = 0
     instants = sorted(changes)
-    for at, following in zip(instants, instants[1:], strict=False):
+    for at, following in itertools.pairwise(instants):
         level += changes[at]
         if level > 0:
             segments.append((at, following, level))
@@ -168,17 +177,17 @@ def _sum_pieces(pieces: list[tuple[int, int, int]]) -> list[tuple[int, int, int]
 # --- dossiers ---------------------------------------------------------------------------------
 class Dossier:
     __slots__ = (
-        "apology_minute",
         "apologized",
+        "apology_minute",
         "channel",
         "decided_minute",
         "desks",
         "due",
+        "origin",
         "overdue",
         "overdue_minute",
         "procedure",
         "received",
-        "origin",
         "received_minute",
         "refused",
         "running_from",
@@ -332,7 +341,7 @@ class Model:
                 keep_marks(dossier, dossier.running_from, self.horizon)
         return Outcome(dossiers=dossiers, desks=desks, horizon=self.horizon)
 
-    def _file_all(self, dossiers: list[Dossier]) -> Iterator[simpy.Event]:
+    def _file_all(self, dossiers: list[Dossier]) -> Generator[simpy.Event, object, None]:
         for dossier in dossiers:
             if dossier.received_minute > self.env.now:
                 yield self.env.timeout(dossier.received_minute - self.env.now)
@@ -349,7 +358,8 @@ class Model:
         service = self.parameters[dossier.procedure.code].service[step]
         done = desk.finish(env.now, self._draw(service.minutes, service.cv))
         if done is None:
-            desk.resource.release(request)
+            # Still at the desk when the scenario ends: the officer is taken until then.
+            yield env.timeout(self.horizon - env.now)
             return False
         yield env.timeout(done - env.now)
         desk.resource.release(request)
@@ -361,7 +371,7 @@ class Model:
         sigma2 = math.log(1 + cv * cv)
         return self.random.lognormvariate(math.log(mean) - sigma2 / 2, math.sqrt(sigma2))
 
-    def _dossier(self, dossier: Dossier) -> Iterator[simpy.Event]:
+    def _dossier(self, dossier: Dossier) -> Generator[simpy.Event, object, None]:
         env = self.env
         parameters = self.parameters[dossier.procedure.code]
         first_step, first_desk = dossier.desks[0]

@@ -312,9 +312,7 @@ async def procedure_outcomes(
     statement = (
         select(
             dossiers.c.procedure_code,
-            func.count(case((dossiers.c.outcome.in_(("approved", "refused")), 1))).label(
-                "decided"
-            ),
+            func.count(case((dossiers.c.outcome.in_(("approved", "refused")), 1))).label("decided"),
             func.count(case((dossiers.c.outcome == "refused", 1))).label("refused"),
             func.count(case((dossiers.c.code.in_(supplemented), 1))).label("supplemented"),
         )
@@ -347,7 +345,7 @@ async def arrivals_by_day(
             day.label("day"),
             dossiers.c.receiving_unit,
             dossiers.c.procedure_code,
-            func.count().label("count"),
+            func.count().label("filed"),
         )
         .where(
             dossiers.c.received_at >= aware(received_from),
@@ -362,7 +360,7 @@ async def arrivals_by_day(
             day=date.fromisoformat(row.day),
             receiving_unit=row.receiving_unit,
             procedure_code=row.procedure_code,
-            count=int(row.count),
+            count=int(row.filed),
         )
         for row in rows
     ]
