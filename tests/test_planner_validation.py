@@ -66,9 +66,9 @@ BIRTH = "1.001193"  # one working day
 PER_DAY = {CERTIFIED_COPY: 22, BIRTH: 5}
 SERVICE = {
     (CERTIFIED_COPY, Step.CERTIFY): ServiceRow(
-        procedure=CERTIFIED_COPY, step=Step.CERTIFY, minutes=21, cv=0.5
+        procedure=CERTIFIED_COPY, step=Step.CERTIFY, minutes=18, cv=0.5
     ),
-    (BIRTH, Step.APPRAISE): ServiceRow(procedure=BIRTH, step=Step.APPRAISE, minutes=60, cv=0.5),
+    (BIRTH, Step.APPRAISE): ServiceRow(procedure=BIRTH, step=Step.APPRAISE, minutes=45, cv=0.5),
     (BIRTH, Step.APPROVE): ServiceRow(procedure=BIRTH, step=Step.APPROVE, minutes=12, cv=0.5),
 }
 REFUSAL = 0.05
@@ -77,11 +77,15 @@ STEP_ROLE = {
     Step.APPRAISE: Role.SPECIALIST,
     Step.APPROVE: Role.LEADER,
 }
-# The bound: the engine's on-time share within 0.10 of the plan's mean over 30 seeds, and its
-# count of overdue dossiers within 8 of the plan's. Thirty runs of the plan alone spread
-# about a third as wide (the spread is printed); the rest is one week's luck in the engine.
+# The bounds, against the plan's mean over 30 seeds: the engine's on-time share within 0.10,
+# its apology slips within 10, its overdue dossiers within 5. Over 30 seeds the plan's
+# on-time share spreads with a standard deviation of about 0.026 and its slips of about 3.5
+# (out of about 11), so the bounds are near three of them: the engine's week is one draw of
+# the same luck. At this load no dossier outlives its apology slip's new appointment, in the
+# plan or in the engine, so the overdue count is 0 on both sides.
 ON_TIME_BOUND = 0.10
-OVERDUE_BOUND = 8
+SLIPS_BOUND = 10
+OVERDUE_BOUND = 5
 PLAN_SEEDS = 30
 
 pytestmark = pytest.mark.slow
@@ -319,3 +323,4 @@ async def test_the_plan_predicts_the_engines_overdue_and_on_time_share(
     assert len(decided) == len(filings)
     assert abs(actual_on_time - plan_on_time) <= ON_TIME_BOUND
     assert abs(actual_overdue - plan_overdue) <= OVERDUE_BOUND
+    assert abs(actual_slips - statistics.mean(a for _, _, a in plan)) <= SLIPS_BOUND
