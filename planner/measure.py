@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 from pydantic import BaseModel, ConfigDict
 
@@ -206,7 +206,3 @@ def _rates(scenario: Scenario, measured: Measured, code: str) -> tuple[RatesRow,
     if row is not None:
         return row, "scenario"
     return RatesRow(procedure=code), "none stated: no supplements, no refusals"
-
-
-def days_between(first: date, last: date) -> int:
-    return (last - first).days

@@ -16,6 +16,7 @@ from sqlalchemy import String, case, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
+from schemas.statuses import Outcome
 from store.tables import audit_events, dossiers, tasks
 from store.views import PastDueDossier, Record, aware, check_limit, columns, record_of
 
@@ -312,8 +313,8 @@ async def procedure_outcomes(
     statement = (
         select(
             dossiers.c.procedure_code,
-            func.count(case((dossiers.c.outcome.in_(("approved", "refused")), 1))).label("decided"),
-            func.count(case((dossiers.c.outcome == "refused", 1))).label("refused"),
+            func.count(case((dossiers.c.outcome.in_((Outcome.APPROVED.value, Outcome.REFUSED.value)), 1))).label("decided"),
+            func.count(case((dossiers.c.outcome == Outcome.REFUSED.value, 1))).label("refused"),
             func.count(case((dossiers.c.code.in_(supplemented), 1))).label("supplemented"),
         )
         .where(

@@ -26,7 +26,7 @@ from sqlalchemy import select
 
 from domain.calendar import HANOI, default_calendar
 from domain.catalogue import default_catalogue
-from planner.measure import Measured, resolve
+from planner.measure import Measured, measure, past_arrivals, resolve
 from planner.report import build_report
 from planner.scenario import (
     ArrivalRow,
@@ -36,6 +36,7 @@ from planner.scenario import (
     Staffing,
     StaffRow,
     Step,
+    Window,
 )
 from planner.simulation import simulate
 from schemas.actions import (
@@ -324,3 +325,26 @@ async def test_the_plan_predicts_the_engines_overdue_and_on_time_share(
     assert abs(actual_on_time - plan_on_time) <= ON_TIME_BOUND
     assert abs(actual_overdue - plan_overdue) <= OVERDUE_BOUND
     assert abs(actual_slips - statistics.mean(a for _, _, a in plan)) <= SLIPS_BOUND
+    await measured_from_the_read_model(stack, first, working, filings)
+
+
+async def measured_from_the_read_model(
+    stack: EngineStack, first: date, working: list[date], filings: list[Filed]
+) -> None:
+    """What the planner reads back of that week: its arrivals per day, its refusal rate, and
+    service times no shorter than the work (nobody claimed, so they include the inbox wait)."""
+    window = Window.model_validate({"from": first, "to": first + timedelta(days=7)})
+    scenario = Scenario(name="again", start=first, days=7, history=window)
+    again = await past_arrivals(stack.settings.database_url, scenario)
+    for day in working:
+        for code, count in PER_DAY.items():
+            assert sum(r.count for r in again if r.date == day and r.procedure == code) == count
+    measured = await measure(stack.settings.database_url, window, default_calendar())
+    copies = [f for f in filings if f.procedure == CERTIFIED_COPY]
+    certify = measured.service[CERTIFIED_COPY][Step.CERTIFY]
+    assert certify.source == f"measured ({len(copies)} tasks)"
+    # Every task's time runs from the moment it was awaited, so it holds the work and more.
+    assert certify.minutes >= 0.8 * SERVICE[(CERTIFIED_COPY, Step.CERTIFY)].minutes
+    births = [f for f in filings if f.procedure == BIRTH]
+    assert measured.rates[BIRTH].refusal == round(sum(f.refused for f in births) / len(births), 4)
+    assert measured.rates[BIRTH].supplement == 0
