@@ -299,6 +299,9 @@ async def step_times(
     ]
 
 
+_DECIDED = (Outcome.APPROVED.value, Outcome.REFUSED.value)
+
+
 async def procedure_outcomes(
     conn: AsyncConnection, *, received_from: datetime, received_to: datetime
 ) -> list[ProcedureOutcomeRow]:
@@ -313,7 +316,7 @@ async def procedure_outcomes(
     statement = (
         select(
             dossiers.c.procedure_code,
-            func.count(case((dossiers.c.outcome.in_((Outcome.APPROVED.value, Outcome.REFUSED.value)), 1))).label("decided"),
+            func.count(case((dossiers.c.outcome.in_(_DECIDED), 1))).label("decided"),
             func.count(case((dossiers.c.outcome == Outcome.REFUSED.value, 1))).label("refused"),
             func.count(case((dossiers.c.code.in_(supplemented), 1))).label("supplemented"),
         )
