@@ -15,6 +15,8 @@ python -m ops export history | timeline CODE
                                           a dossier's histories, its timeline with the clock
 python -m ops signatures verify CODE      every e-signature of a closed dossier's documents
 python -m ops archive status | run        the retention, the archive of closed histories
+python -m ops plan --scenario F --staffing F [--compare F]
+                                          what a staffing plan does to a surge, ward by ward
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ops.reset import reset_command
 from ops.retry import retry_command
 from ops.signatures import signatures_app
 from ops.stuck import stuck_command
+from planner.command import plan_command
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 app.command("replay")(replay_cli)
@@ -44,6 +47,7 @@ app.command("stuck")(stuck_command)
 app.command("retry")(retry_command)
 app.command("reset")(reset_command)
 app.command("rebuild")(rebuild_command)
+app.command("plan")(plan_command)
 app.add_typer(audit_app, name="audit")
 app.add_typer(kpi_app, name="kpi")
 app.add_typer(keys_app, name="keys")

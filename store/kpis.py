@@ -9,14 +9,15 @@ are in UTC. Dates of "day" and "month" periods are Hanoi's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from sqlalchemy import String, case, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
-from store.tables import dossiers, tasks
+from schemas.statuses import Outcome
+from store.tables import audit_events, dossiers, tasks
 from store.views import PastDueDossier, Record, aware, check_limit, columns, record_of
 
 # Hanoi (domain.calendar.HANOI) has kept UTC+7 without daylight saving since 1975: the SQL
@@ -224,3 +225,153 @@ def _unit_column(unit_role: str) -> ColumnElement[str]:
 
 def _full_date(period: str) -> str:
     return period if len(period) == len("YYYY-MM-DD") else f"{period}-01"
+
+
+# --- what the surge planner measures (planner/measure.py) ----------------------------------------
+class StepTimeRow(Record):
+    """One officer's task done on a dossier received in the window: when it was awaited, when
+    the officer claimed it (if they did) and when it was done."""
+
+    procedure_code: str
+    action: str
+    since: datetime
+    claimed_at: datetime | None
+    done_at: datetime
+
+
+class ProcedureOutcomeRow(Record):
+    procedure_code: str
+    decided: int  # approved or refused
+    refused: int
+    supplemented: int  # dossiers that went back to the citizen for a supplement
+
+
+class ArrivalDayRow(Record):
+    day: date  # Hanoi-local day of receipt
+    receiving_unit: str
+    procedure_code: str
+    count: int
+
+
+async def step_times(
+    conn: AsyncConnection, *, received_from: datetime, received_to: datetime
+) -> list[StepTimeRow]:
+    """Every done task of the dossiers received in [received_from, received_to), with the time
+    of its claim: the claim is an audit event by the claiming officer between the task's
+    start and its end."""
+    claimed_at = (
+        select(func.max(audit_events.c.at))
+        .where(
+            audit_events.c.dossier_code == tasks.c.dossier_code,
+            audit_events.c.event_type == "claimed",
+            audit_events.c.actor == tasks.c.claimed_by,
+            audit_events.c.at >= tasks.c.since,
+            audit_events.c.at <= tasks.c.done_at,
+        )
+        .scalar_subquery()
+    )
+    statement = (
+        select(
+            dossiers.c.procedure_code,
+            tasks.c.action,
+            tasks.c.since,
+            claimed_at.label("claimed_at"),
+            tasks.c.done_at,
+        )
+        .join(tasks, tasks.c.dossier_code == dossiers.c.code)
+        .where(
+            dossiers.c.received_at >= aware(received_from),
+            dossiers.c.received_at < aware(received_to),
+            tasks.c.done_at.is_not(None),
+        )
+        .order_by(dossiers.c.procedure_code, tasks.c.action, tasks.c.done_at)
+    )
+    rows = (await conn.execute(statement)).all()
+    return [
+        StepTimeRow(
+            procedure_code=row.procedure_code,
+            action=row.action,
+            since=_utc(row.since),
+            claimed_at=_utc(row.claimed_at) if row.claimed_at is not None else None,
+            done_at=_utc(row.done_at),
+        )
+        for row in rows
+    ]
+
+
+_DECIDED = (Outcome.APPROVED.value, Outcome.REFUSED.value)
+
+
+async def procedure_outcomes(
+    conn: AsyncConnection, *, received_from: datetime, received_to: datetime
+) -> list[ProcedureOutcomeRow]:
+    """Per procedure, the dossiers received in the window that were decided, refused, and
+    sent back for a supplement."""
+    supplemented = (
+        select(tasks.c.dossier_code)
+        .where(tasks.c.action == "provide_supplement")
+        .distinct()
+        .scalar_subquery()
+    )
+    statement = (
+        select(
+            dossiers.c.procedure_code,
+            func.count(case((dossiers.c.outcome.in_(_DECIDED), 1))).label("decided"),
+            func.count(case((dossiers.c.outcome == Outcome.REFUSED.value, 1))).label("refused"),
+            func.count(case((dossiers.c.code.in_(supplemented), 1))).label("supplemented"),
+        )
+        .where(
+            dossiers.c.received_at >= aware(received_from),
+            dossiers.c.received_at < aware(received_to),
+        )
+        .group_by(dossiers.c.procedure_code)
+        .order_by(dossiers.c.procedure_code)
+    )
+    rows = (await conn.execute(statement)).all()
+    return [
+        ProcedureOutcomeRow(
+            procedure_code=row.procedure_code,
+            decided=int(row.decided),
+            refused=int(row.refused),
+            supplemented=int(row.supplemented),
+        )
+        for row in rows
+    ]
+
+
+async def arrivals_by_day(
+    conn: AsyncConnection, *, received_from: datetime, received_to: datetime
+) -> list[ArrivalDayRow]:
+    """Dossiers received in the window per Hanoi day, receiving unit and procedure."""
+    day = hanoi_period(conn.dialect.name, "day", dossiers.c.received_at)
+    statement = (
+        select(
+            day.label("day"),
+            dossiers.c.receiving_unit,
+            dossiers.c.procedure_code,
+            func.count().label("filed"),
+        )
+        .where(
+            dossiers.c.received_at >= aware(received_from),
+            dossiers.c.received_at < aware(received_to),
+        )
+        .group_by(day, dossiers.c.receiving_unit, dossiers.c.procedure_code)
+        .order_by(day, dossiers.c.receiving_unit, dossiers.c.procedure_code)
+    )
+    rows = (await conn.execute(statement)).all()
+    return [
+        ArrivalDayRow(
+            day=date.fromisoformat(row.day),
+            receiving_unit=row.receiving_unit,
+            procedure_code=row.procedure_code,
+            count=int(row.filed),
+        )
+        for row in rows
+    ]
+
+
+def _utc(value: datetime) -> datetime:
+    """A correlated subquery's timestamp comes back without the column's type on SQLite."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
