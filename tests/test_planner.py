@@ -35,7 +35,12 @@ from planner.scenario import (
     load_staffing,
 )
 from planner.simulation import DAY, Outcome, simulate
-from schemas.catalogue import DeliveryChannel, SameDayDeadline, WorkingDaysDeadline
+from schemas.catalogue import (
+    DeliveryChannel,
+    SameDayDeadline,
+    SupplementRule,
+    WorkingDaysDeadline,
+)
 from schemas.exchanges import MarksRequest
 from schemas.statuses import Role
 from store.kpis import ProcedureOutcomeRow, StepTimeRow
@@ -311,10 +316,18 @@ def test_supplement_rules_move_the_appointment_as_the_engine_does() -> None:
     )
     land = catalogue.procedure(LAND_CERTIFICATE)
     due = calendar.due_at(stopped, land.deadline)
-    # Pause: Monday 10:00 to Tuesday 11:00 is 6 + 3 = 9 working hours; the appointment moves
-    # back by them.
+    # The land procedures restart too: no text of theirs gives the pause rule.
+    assert rules.resumed_due(land, due, stopped, resumed) == calendar.due_at(resumed, land.deadline)
+    # Pause, for a procedure whose own text gives it: Monday 10:00 to Tuesday 11:00 is
+    # 6 + 3 = 9 working hours; the appointment moves back by them.
+    paused = land.model_copy(
+        update={
+            "supplement_rule": SupplementRule.PAUSE,
+            "supplement_text": "the procedure's own text (test)",
+        }
+    )
     assert calendar.working_seconds_between(stopped, resumed) == 9 * 3600
-    assert rules.resumed_due(land, due, stopped, resumed) == calendar.add_working_seconds(
+    assert rules.resumed_due(paused, due, stopped, resumed) == calendar.add_working_seconds(
         due, 9 * 3600
     )
 
