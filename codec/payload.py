@@ -30,14 +30,16 @@ import stat
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.contrib.pydantic import PydanticPayloadConverter, pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
+    EncodingPayloadConverter,
     PayloadCodec,
 )
 
@@ -223,11 +225,26 @@ def _create_key_file(path: Path, content: str) -> None:
         tmp.unlink()
 
 
-class EncryptionCodec(PayloadCodec):
-    """Seals every payload with AES-256-GCM; opens the ones it (or an older key) sealed."""
+# What a payload that came unencrypted decodes to on the engine's clients and workers: AES-GCM
+# authenticates every payload the engine's own processes send, so one without it was sent
+# around the engine (the Temporal CLI, a client without the deployment's keys) and is refused.
+REFUSED_ENCODING = b"binary/plaintext-refused"
 
-    def __init__(self, keys: KeyRing) -> None:
+
+class PlaintextRefused(ValueError):
+    """A payload that did not come encrypted with the deployment's keys."""
+
+
+class EncryptionCodec(PayloadCodec):
+    """Seals every payload with AES-256-GCM; opens the ones it (or an older key) sealed.
+
+    A payload that comes unencrypted is refused (`refuse_plaintext`): the converter fails on
+    it with PlaintextRefused, so an Update sent straight to Temporal is rejected and leaves
+    the dossier as it was. The codec server, which only shows payloads, reads it as is."""
+
+    def __init__(self, keys: KeyRing, *, refuse_plaintext: bool = True) -> None:
         self.keys = keys
+        self.refuse_plaintext = refuse_plaintext
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         # Synchronous on purpose: AES-GCM of a few KB takes microseconds, less than a thread hop.
@@ -241,7 +258,8 @@ class EncryptionCodec(PayloadCodec):
         out: list[Payload] = []
         for payload in payloads:
             if payload.metadata.get(ENCODING_KEY) != ENCODING:
-                out.append(payload)  # written before encryption was on: read as is
+                refused = Payload(metadata={ENCODING_KEY: REFUSED_ENCODING})
+                out.append(refused if self.refuse_plaintext else payload)
                 continue
             raw_id = payload.metadata.get(KEY_ID_KEY)
             if raw_id is None:
@@ -251,6 +269,29 @@ class EncryptionCodec(PayloadCodec):
             original.ParseFromString(self.keys.decrypt(key_id, payload.data))
             out.append(original)
         return out
+
+
+class _RefusedPlaintext(EncodingPayloadConverter):
+    @property
+    def encoding(self) -> str:
+        return REFUSED_ENCODING.decode()
+
+    def to_payload(self, value: Any) -> Payload | None:
+        return None  # never chosen to encode
+
+    def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        raise PlaintextRefused(
+            "refused: the request was not encrypted with this deployment's payload keys; "
+            "dossiers are acted on through the engine's API"
+        )
+
+
+class EnginePayloadConverter(PydanticPayloadConverter):
+    """Pydantic payloads, and the refusal of payloads that came unencrypted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._set_converters(*self.converters.values(), _RefusedPlaintext())
 
 
 def data_converter(keys: KeyRing | None = None, *, encrypt_failures: bool = True) -> DataConverter:
@@ -263,10 +304,13 @@ def data_converter(keys: KeyRing | None = None, *, encrypt_failures: bool = True
     see "Encoded failure".
     """
     codec = EncryptionCodec(keys or load_keys())
+    base = dataclasses.replace(
+        pydantic_data_converter, payload_converter_class=EnginePayloadConverter
+    )
     if not encrypt_failures:
-        return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+        return dataclasses.replace(base, payload_codec=codec)
     return dataclasses.replace(
-        pydantic_data_converter,
+        base,
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

@@ -39,9 +39,11 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from codec import (
     ENCODING,
     KEY_ID_KEY,
+    EncryptionCodec,
     KeyConfigError,
     KeyRing,
     PayloadDecodeError,
+    PlaintextRefused,
     UnknownKeyError,
     data_converter,
     generate_key,
@@ -158,11 +160,15 @@ async def test_tampered_payloads_are_refused() -> None:
             await codec.decode([bad])
 
 
-async def test_plain_payloads_pass_through_decode() -> None:
+async def test_unencrypted_payloads_are_refused_and_shown_only_by_the_codec_server() -> None:
     converter = data_converter(ring("a"))
     sub = submission()
-    written_before_encryption = converter.payload_converter.to_payloads([sub])
-    assert await converter.decode(written_before_encryption, [DossierSubmission]) == [sub]
+    unencrypted = converter.payload_converter.to_payloads([sub])
+    with pytest.raises(PlaintextRefused, match="not encrypted with this deployment's"):
+        await converter.decode(unencrypted, [DossierSubmission])
+    # The Web UI's codec server shows what it is given.
+    shown = await EncryptionCodec(ring("a"), refuse_plaintext=False).decode(unencrypted)
+    assert shown == unencrypted
 
 
 async def test_failure_messages_are_encrypted_too() -> None:
