@@ -35,6 +35,7 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
     ScheduleUpdate,
+    TLSConfig,
 )
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
@@ -53,7 +54,7 @@ from activities.projection import ProjectionActivities
 from activities.registries import RegistryActivities
 from activities.webhooks import WebhookActivities
 from codec import project_converter
-from config import DEFAULT_TEMPORAL_ADDRESS, ROOT, Settings
+from config import DEFAULT_TEMPORAL_ADDRESS, ROOT, Settings, TemporalTls
 from domain import lanes
 from domain.calendar import CalendarDataError, default_calendar
 from domain.catalogue import CatalogueError, default_catalogue
@@ -195,12 +196,32 @@ async def connect(
     """The one way every process reaches Temporal: TEMPORAL_ADDRESS (or the server `make run`
     starts), the namespace, and the project's data converter, so payloads are encrypted with
     PAYLOAD_KEYS and decode as the workers wrote them."""
+    target = address or config.temporal_address or DEFAULT_TEMPORAL_ADDRESS
+    # A deployment's frontend (TEMPORAL_ADDRESS) requires mTLS; the embedded dev servers
+    # speak plaintext on their own addresses.
+    deployed = config.temporal_tls is not None and target == config.temporal_address
+    tls = tls_config(config.temporal_tls) if config.temporal_tls and deployed else False
     return await Client.connect(
-        address or config.temporal_address or DEFAULT_TEMPORAL_ADDRESS,
+        target,
         namespace=config.temporal_namespace,
         data_converter=project_converter(config.data_dir),
         runtime=runtime,
+        tls=tls,
     )
+
+
+def tls_config(tls: TemporalTls) -> TLSConfig:
+    """The client side of mutual TLS: the frontend proves itself with a certificate of the
+    deployment's CA, and this process with its own."""
+    try:
+        return TLSConfig(
+            server_root_ca_cert=tls.server_ca_cert_path.read_bytes(),
+            client_cert=tls.client_cert_path.read_bytes(),
+            client_private_key=tls.client_key_path.read_bytes(),
+            domain=tls.server_name,
+        )
+    except OSError as err:
+        raise SystemExit(f"cannot read a TLS file for Temporal: {err}") from err
 
 
 # --- the record that outlives Temporal -----------------------------------------------------------

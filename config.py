@@ -49,10 +49,24 @@ DEFAULT_REGISTRY_RATE_LIMITS: dict[str, float] = {
 DEFAULT_CODEC_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
 
 
+class TemporalTls(BaseModel):
+    """Mutual TLS to the Temporal frontend: the server's CA, this process's client certificate
+    and key (PEM files), the server name its certificate carries. The variables are the
+    Temporal CLI's own, so one environment serves the engine and `temporal`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    server_ca_cert_path: Path
+    client_cert_path: Path
+    client_key_path: Path = Field(repr=False)
+    server_name: str | None = None
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     temporal_address: str | None  # None: start an embedded dev server
+    temporal_tls: TemporalTls | None = None  # None: plaintext, the embedded servers
     temporal_namespace: str
     # Ports of the dev server `make run` starts when TEMPORAL_ADDRESS is unset.
     temporal_port: int
@@ -174,6 +188,31 @@ def _rate_limits(text: str) -> dict[str, float]:
     return limits
 
 
+TLS_VARIABLES = (
+    "TEMPORAL_TLS_SERVER_CA_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_CERT_PATH",
+    "TEMPORAL_TLS_CLIENT_KEY_PATH",
+)
+
+
+def _temporal_tls() -> TemporalTls | None:
+    given = {name: os.environ.get(name, "").strip() for name in TLS_VARIABLES}
+    if not any(given.values()):
+        return None
+    missing = [name for name, value in given.items() if not value]
+    if missing:
+        raise ValueError(
+            f"{', '.join(missing)}: mutual TLS to Temporal needs all of {TLS_VARIABLES}"
+        )
+    ca, cert, key = (Path(given[name]) for name in TLS_VARIABLES)
+    return TemporalTls(
+        server_ca_cert_path=ca,
+        client_cert_path=cert,
+        client_key_path=key,
+        server_name=os.environ.get("TEMPORAL_TLS_SERVER_NAME") or None,
+    )
+
+
 def load_settings(data_dir: Path | None = None) -> Settings:
     """The engine's settings; `data_dir` in place of DATA_DIR (the embedded stack's own
     folder), and the database follows it unless DATABASE_URL is set."""
@@ -182,6 +221,7 @@ def load_settings(data_dir: Path | None = None) -> Settings:
     metrics_port = os.environ.get("WORKER_METRICS_PORT")
     return Settings(
         temporal_address=os.environ.get("TEMPORAL_ADDRESS") or None,
+        temporal_tls=_temporal_tls(),
         temporal_namespace=os.environ.get("TEMPORAL_NAMESPACE", "default"),
         temporal_port=_int("TEMPORAL_PORT", 7233),
         temporal_ui_port=_int("TEMPORAL_UI_PORT", 8233),

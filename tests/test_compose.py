@@ -97,3 +97,29 @@ def test_the_search_attributes_registered_are_the_workflows_own() -> None:
     registration = " ".join(compose()["services"]["temporal-register-search-attributes"]["command"])
     for key in sa.ALL:
         assert f"--name {key.name} " in registration
+
+
+def test_the_temporal_frontend_requires_mutual_tls_of_every_client() -> None:
+    services = compose()["services"]
+    server = services["temporal"]["environment"]
+    assert server["TEMPORAL_TLS_REQUIRE_CLIENT_AUTH"] == "true"
+    assert server["TEMPORAL_TLS_CLIENT1_CA_CERT"] == "/tls/ca.pem"
+    # Every service that reaches the frontend presents a client certificate of that CA.
+    clients = {
+        name: service
+        for name, service in services.items()
+        if (service.get("environment") or {}).get("TEMPORAL_ADDRESS") == "temporal:7233"
+        or "temporal:7233" in str(service.get("command", ""))
+    }
+    assert {"api", "worker-intake", "worker-archive", "temporal-ui"} <= set(clients)
+    for name, service in clients.items():
+        environment = service.get("environment") or {}
+        ca = environment.get("TEMPORAL_TLS_SERVER_CA_CERT_PATH") or environment.get(
+            "TEMPORAL_TLS_CA"
+        )
+        cert = environment.get("TEMPORAL_TLS_CLIENT_CERT_PATH") or environment.get(
+            "TEMPORAL_TLS_CERT"
+        )
+        assert ca == "/tls/ca.pem", name
+        assert cert and cert.startswith("/tls/"), name
+        assert "./deploy/tls:/tls:ro" in service.get("volumes", []), name

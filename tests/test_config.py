@@ -4,14 +4,21 @@ config.py as the only reader of the environment."""
 from __future__ import annotations
 
 import ast
+import stat
+import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from bootstrap import tls_config
 from config import (
     DEFAULT_CODEC_ORIGINS,
     DEFAULT_REGISTRY_RATE_LIMITS,
     ROOT,
+    TLS_VARIABLES,
     SimulatorFaults,
     load_codec_settings,
     load_settings,
@@ -193,3 +200,45 @@ def test_only_config_reads_the_environment() -> None:
         for line in _environment_reads(ast.parse(path.read_text(), str(path))):
             found.append(f"{path.relative_to(ROOT)}:{line}")
     assert not found, "environment read outside config.py: " + ", ".join(found)
+
+
+def test_retention_and_archive_durations(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TEMPORAL_RETENTION", raising=False)
+    monkeypatch.setenv("ARCHIVE_EVERY", "90s")
+    settings = load_settings()
+    assert settings.temporal_retention == timedelta(days=7)
+    assert settings.archive_every == timedelta(seconds=90)
+    monkeypatch.setenv("TEMPORAL_RETENTION", "a week")
+    with pytest.raises(ValueError, match="TEMPORAL_RETENTION='a week': expected a positive"):
+        load_settings()
+
+
+def test_mutual_tls_to_temporal_from_the_cli_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    made = subprocess.run(
+        ["sh", str(ROOT / "deploy" / "make-tls.sh"), str(tmp_path)], capture_output=True
+    )
+    assert made.returncode == 0, made.stderr
+    for name in TLS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert load_settings().temporal_tls is None
+    # Half a configuration is refused, naming what is missing.
+    monkeypatch.setenv("TEMPORAL_TLS_SERVER_CA_CERT_PATH", str(tmp_path / "ca.pem"))
+    with pytest.raises(ValueError, match="TEMPORAL_TLS_CLIENT_CERT_PATH, TEMPORAL_TLS_CLIENT_KEY"):
+        load_settings()
+    monkeypatch.setenv("TEMPORAL_TLS_CLIENT_CERT_PATH", str(tmp_path / "engine.pem"))
+    monkeypatch.setenv("TEMPORAL_TLS_CLIENT_KEY_PATH", str(tmp_path / "engine.key"))
+    monkeypatch.setenv("TEMPORAL_TLS_SERVER_NAME", "temporal")
+    tls = load_settings().temporal_tls
+    assert tls is not None
+    built = tls_config(tls)
+    assert built.domain == "temporal"
+    assert built.client_cert == (tmp_path / "engine.pem").read_bytes()
+    # The engine's certificate is signed by the deployment's CA, for client authentication.
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+    engine = x509.load_pem_x509_certificate(built.client_cert)
+    engine.verify_directly_issued_by(ca)
+    usage = engine.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in usage
+    assert stat.S_IMODE((tmp_path / "engine.key").stat().st_mode) == 0o600
