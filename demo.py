@@ -137,7 +137,7 @@ async def play_officers(
         action, step = demo_step(index, awaited[0], asked)
         asked = asked or action is Action.REQUEST_SUPPLEMENT
         try:
-            await patiently(partial(dossiers.act, client, code, action, step))
+            await patiently(partial(dossiers.act, client, database_url, code, action, step))
         except dossiers.ActionRefused:
             await asyncio.sleep(OFFICER_POLL_SECONDS)
 

@@ -267,7 +267,8 @@ async def _query(client: Client, code: str, query: Callable[[DossierWorkflow], T
 
 
 class Whereabouts(BaseModel):
-    """Where a dossier is, from the server's search attributes: no worker is asked."""
+    """Where a dossier is, from the server's search attributes (no worker is asked), or from
+    its record once it closed."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -275,10 +276,28 @@ class Whereabouts(BaseModel):
     receiving_unit: str
     competent_unit: str
     lane: str
+    # Why no step can be taken any more: the dossier closed (said to whoever may see it).
+    closed: str | None = None
 
 
-async def whereabouts(client: Client, code: str) -> Whereabouts:
+def closed_reason(view: DossierView) -> str:
+    when = f" on {view.closed_at.astimezone(HANOI):%Y-%m-%d %H:%M}" if view.closed_at else ""
+    outcome = view.outcome.value if view.outcome else view.status.value
+    return f"dossier {view.code} closed{when} ({outcome}): no step can be taken on it"
+
+
+async def whereabouts(client: Client, database_url: str, code: str) -> Whereabouts:
     """Raises RPCError NOT_FOUND for an unknown code."""
+    recorded = await _recorded(database_url, code)
+    if recorded is not None and recorded.closed:
+        view = recorded.view
+        return Whereabouts(
+            code=code,
+            receiving_unit=view.receiving_unit,
+            competent_unit=view.competent_unit,
+            lane=view.lane,
+            closed=closed_reason(view),
+        )
     attributes = (await client.get_workflow_handle(code).describe()).typed_search_attributes
     return Whereabouts(
         code=code,
@@ -302,13 +321,18 @@ async def _holder(client: Client, place: Whereabouts, action: Action) -> str:
 
 async def act(
     client: Client,
+    database_url: str,
     code: str,
     action: Action,
     step: Step,
     place: Whereabouts | None = None,
 ) -> Acknowledgement:
-    """Send a human step to the workflow that holds the dossier now."""
-    place = place or await whereabouts(client, code)
+    """Send a human step to the workflow that holds the dossier now. A closed dossier refuses
+    it with when and how it closed: a counter retrying a hand-over after a timeout learns
+    that it was done."""
+    place = place or await whereabouts(client, database_url, code)
+    if place.closed is not None:
+        raise ActionRefused(place.closed)
     for attempt in range(NOT_READY_RETRIES + 1):
         holder = await _holder(client, place, action)
         handle = client.get_workflow_handle(holder)

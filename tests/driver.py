@@ -127,7 +127,7 @@ async def wait_for(
 
 async def act(stack: EngineStack, code: str, action: Action, step: Step) -> Acknowledgement:
     await wait_for(stack, code, action)
-    return await dossiers.act(stack.client, code, action, step)
+    return await dossiers.act(stack.client, stack.settings.database_url, code, action, step)
 
 
 async def result(stack: EngineStack, code: str, timeout: float = 60) -> DossierResult:

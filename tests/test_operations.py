@@ -176,22 +176,32 @@ async def awaiting(client: Client, code: str, action: Action, timeout: float = 6
         await asyncio.sleep(0.1)
 
 
-async def act(client: Client, code: str, action: Action, step: HumanStep) -> None:
+async def act(
+    client: Client, database_url: str, code: str, action: Action, step: HumanStep
+) -> None:
     await awaiting(client, code, action)
-    await dossiers.act(client, code, action, step)
+    await dossiers.act(client, database_url, code, action, step)
 
 
-async def appraise(client: Client, code: str, unit: str) -> None:
+async def appraise(client: Client, database_url: str, code: str, unit: str) -> None:
     step = Appraisal(officer=officer(Role.SPECIALIST, unit), recommendation=Recommendation.APPROVE)
-    await act(client, code, Action.APPRAISE, step)
+    await act(client, database_url, code, Action.APPRAISE, step)
 
 
-async def approve(client: Client, code: str, unit: str) -> None:
-    await act(client, code, Action.APPROVE, Approval(officer=officer(Role.LEADER, unit)))
+async def approve(client: Client, database_url: str, code: str, unit: str) -> None:
+    await act(
+        client, database_url, code, Action.APPROVE, Approval(officer=officer(Role.LEADER, unit))
+    )
 
 
-async def hand_over(client: Client, code: str, unit: str) -> DossierResult:
-    await act(client, code, Action.HAND_OVER, HandOver(officer=officer(Role.COUNTER_OFFICER, unit)))
+async def hand_over(client: Client, database_url: str, code: str, unit: str) -> DossierResult:
+    await act(
+        client,
+        database_url,
+        code,
+        Action.HAND_OVER,
+        HandOver(officer=officer(Role.COUNTER_OFFICER, unit)),
+    )
     handle: WorkflowHandle[Any, DossierResult] = client.get_workflow_handle(
         code, result_type=DossierResult
     )
@@ -356,9 +366,9 @@ async def test_after_the_population_registry_outage_stuck_lists_them_and_one_bat
         assert steps[0].at < next_attempts[code], (steps[0].at, next_attempts[code])
         assert receipt.status.value == "in_processing"
     for code in codes:
-        await appraise(client, code, unit)
-        await approve(client, code, unit)
-        result = await hand_over(client, code, unit)
+        await appraise(client, config.database_url, code, unit)
+        await approve(client, config.database_url, code, unit)
+        result = await hand_over(client, config.database_url, code, unit)
         assert result.outcome.value == "approved"
     assert (await ops(client, config, "stuck", "--json")).rows() == []
 
@@ -475,7 +485,7 @@ async def test_reset_a_running_lane_to_appraisal_then_approval_while_its_dossier
     again and reach the dossier as new events; the dossier closes; the chain verifies."""
     client, url, unit = stack.client, stack.settings.database_url, "giang-vo"
     code = await submit_birth(client, url, stack.started, unit, 85)
-    await appraise(client, code, unit)
+    await appraise(client, url, code, unit)
     await awaiting(client, code, Action.APPROVE)
     lane_id = f"{code}.processing"
     lane_run = (await client.get_workflow_handle(lane_id).describe()).run_id
@@ -497,7 +507,7 @@ async def test_reset_a_running_lane_to_appraisal_then_approval_while_its_dossier
     view = await awaiting(client, code, Action.APPRAISE)
     assert view.handled_by == lane_id
     assert (await client.get_workflow_handle(code).describe()).run_id == parent_run
-    await appraise(client, code, unit)
+    await appraise(client, url, code, unit)
     await awaiting(client, code, Action.APPROVE)
 
     # Approval before any decision: back to the leader's inbox (it stays there).
@@ -507,8 +517,8 @@ async def test_reset_a_running_lane_to_appraisal_then_approval_while_its_dossier
         client, url, code, Step.APPROVAL, operator=OPERATOR, reason="leader changed"
     )
     assert again.run_id_before == reset.run_id_after
-    await approve(client, code, unit)
-    result = await hand_over(client, code, unit)
+    await approve(client, url, code, unit)
+    result = await hand_over(client, url, code, unit)
     assert result.outcome.value == "approved"
 
     chain = await chain_of(url, code)
@@ -533,8 +543,8 @@ async def test_reset_to_return_by_the_command_line_after_a_dry_run_that_changed_
     client, url, unit = stack.client, stack.settings.database_url, "lang"
     config = stack.settings
     code = await submit_birth(client, url, stack.started, unit, 86)
-    await appraise(client, code, unit)
-    await approve(client, code, unit)
+    await appraise(client, config.database_url, code, unit)
+    await approve(client, config.database_url, code, unit)
     await awaiting(client, code, Action.HAND_OVER)
     run_before = (await client.get_workflow_handle(code).describe()).run_id
     events_before = await projected(client, url, code)
@@ -566,7 +576,7 @@ async def test_reset_to_return_by_the_command_line_after_a_dry_run_that_changed_
     [row] = ran.rows()
     assert row["run_id_before"] == run_before and row["run_id_after"] != run_before
     assert row["status_before"] == "result_ready"
-    result = await hand_over(client, code, unit)
+    result = await hand_over(client, config.database_url, code, unit)
     assert result.outcome.value == "approved"
 
     chain = await chain_of(url, code)
@@ -618,15 +628,15 @@ async def test_refusals_are_clear_and_exit_2(stack: EngineStack) -> None:
     )
 
     # Approved, awaiting hand-over: the lane has finished, so approval cannot be reset alone.
-    await appraise(client, code, unit)
-    await approve(client, code, unit)
+    await appraise(client, config.database_url, code, unit)
+    await approve(client, config.database_url, code, unit)
     await awaiting(client, code, Action.HAND_OVER)
     message = await refused(
         "reset", code, "--to", "approval", "--operator", OPERATOR, "--reason", "x"
     )
     assert "has finished" in message and "reset to `return`" in message
     assert not [e for e in await chain_of(url, code) if e.event_type.startswith("operator_")]
-    await hand_over(client, code, unit)
+    await hand_over(client, config.database_url, code, unit)
     message = await refused(
         "reset", code, "--to", "return", "--operator", OPERATOR, "--reason", "x"
     )
@@ -655,11 +665,11 @@ async def test_a_batch_reset_to_intake_runs_each_dossier_again_with_a_new_lane(
     assert sorted(r["code"] for r in rows) == sorted(codes)
     assert all(r["outcome"].startswith("reset") and r["workflow_id"] == r["code"] for r in rows)
     for code in codes:
-        await appraise(client, code, unit)
+        await appraise(client, url, code, unit)
         lane = await client.get_workflow_handle(f"{code}.processing").describe()
         assert lane.run_id != lane_runs[code]
-        await approve(client, code, unit)
-        assert (await hand_over(client, code, unit)).outcome.value == "approved"
+        await approve(client, url, code, unit)
+        assert (await hand_over(client, url, code, unit)).outcome.value == "approved"
         chain = await chain_of(url, code)
         kinds = [e.event_type for e in chain]
         reset_at = kinds.index("operator_reset")

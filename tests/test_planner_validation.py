@@ -222,7 +222,7 @@ async def play(stack: EngineStack, f: Filed) -> None:
         now = await stack.env.get_current_time(lane)
         if at > now:
             assert await stack.env.fast_forward(lane, at - now)
-        await dossiers.act(stack.client, f.code, action, body)
+        await dossiers.act(stack.client, stack.settings.database_url, f.code, action, body)
 
 
 async def closed_rows(stack: EngineStack, codes: list[str]) -> list[tuple[bool | None, bool, bool]]:

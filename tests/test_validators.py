@@ -151,4 +151,4 @@ async def test_wrong_role_unit_or_state_is_refused_with_a_reason(stack: EngineSt
 async def stack_act(stack: EngineStack, code: str, action: Action, step: Step) -> None:
     """Straight to the service, without waiting for the step to be awaited: the point is
     that the workflow refuses it."""
-    await dossiers.act(stack.client, code, action, step)
+    await dossiers.act(stack.client, stack.settings.database_url, code, action, step)

@@ -61,10 +61,11 @@ async def take_step(
             raise field_problem(
                 422, "invalid-request", f"officer.{name}", "must not contain control characters"
             )
-    place = await ask(dossiers.whereabouts(ctx.temporal, code))
+    place = await ask(dossiers.whereabouts(ctx.temporal, ctx.settings.database_url, code))
     if not covers(key, (place.receiving_unit, place.competent_unit)):
         raise not_found(code)
-    return await dossiers.act(ctx.temporal, code, action, step, place)
+    database_url = ctx.settings.database_url
+    return await dossiers.act(ctx.temporal, database_url, code, action, step, place)
 
 
 def _route(action: Action, body: type[Step]) -> Callable[..., Awaitable[Acknowledgement]]:

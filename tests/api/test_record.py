@@ -293,6 +293,17 @@ async def test_closed_dossiers_outlive_their_temporal_histories(
         after = await read_all(client, list(codes))
     assert after == before
 
+    # A counter retrying its hand-over after a timeout learns the dossier closed, and when.
+    ward = next(iter(codes))
+    step = HandOver(officer=officer(Role.COUNTER_OFFICER, "hoan-kiem"), rating=3)
+    async with api.client(key) as client:
+        retried = await client.post(
+            f"/v1/dossiers/{ward}/actions/hand_over", json=step.model_dump(mode="json")
+        )
+    assert retried.status_code == 409, retried.text
+    assert f"dossier {ward} closed on " in retried.json()["detail"]
+    assert "(approved)" in retried.json()["detail"]
+
     # A rebuild of the read model keeps the dossiers Temporal no longer holds.
     async with engine_for(database_url, writer=True).begin() as conn:
         await rebuild(conn, stack.client)
