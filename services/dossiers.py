@@ -39,6 +39,8 @@ from workflows.dossier import DossierWorkflow
 MAX_BACKDATING = timedelta(days=30)
 CLOCK_SKEW = timedelta(minutes=5)
 NOT_READY_RETRIES = 10
+# What the SDK says of an Update the workflow has no handler for.
+UNKNOWN_STEP = "expected but not found"
 T = TypeVar("T")
 
 
@@ -343,7 +345,17 @@ async def act(
             return acknowledgement
         except WorkflowUpdateFailedError as err:
             cause = err.cause
-            raise ActionRefused(getattr(cause, "message", None) or str(cause)) from err
+            message = getattr(cause, "message", None) or str(cause)
+            if UNKNOWN_STEP in message:
+                # The workflow holding the dossier has no such step (certify sent to a
+                # dossier a ward processes): say what the dossier is and awaits instead.
+                view = await live_status(client, code)
+                awaited = ", ".join(sorted({a.action for a in view.awaiting})) or "nothing"
+                raise ActionRefused(
+                    f"{action.value} is not a step of dossier {code} in lane {view.lane}: it "
+                    f"is {view.status.value}, awaiting {awaited}"
+                ) from err
+            raise ActionRefused(message) from err
         except RPCError as err:
             # The workflow's last task failed and is being retried (a worker restart, an
             # overloaded worker), or the lane is about to start: the step can be taken in a

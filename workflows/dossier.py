@@ -625,7 +625,12 @@ class DossierWorkflow(HumanSteps):
             portal_status_code=portal_code(self._status),
             received_at=filing.received_at,
             applicant_ref=masked(filing.submission.applicant.citizen_id),
-            clock=self._clock,
+            # A closed dossier's clock no longer runs, whatever it last did.
+            clock=(
+                self._clock.model_copy(update={"running": False})
+                if self._clock is not None and self._stage is Stage.CLOSED
+                else self._clock
+            ),
             awaiting=self._awaiting,
             handled_by=self._handled_by,
             outcome=self._outcome,

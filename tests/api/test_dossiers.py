@@ -412,5 +412,14 @@ async def test_a_refused_step_answers_409_with_the_validators_reason(
         },
     )
     assert bogus.status_code == 403 and bogus.json()["errors"][0]["field"] == "officer.role"
+    # A step of another lane: the dossier's own terms, not the SDK's.
+    certify = await hoan_kiem.post(
+        f"/v1/dossiers/{code}/actions/certify", json={"officer": officer(Role.CERTIFIER, HOAN_KIEM)}
+    )
+    assert certify.status_code == 409, certify.text
+    detail = certify.json()["detail"]
+    assert detail.startswith(f"certify is not a step of dossier {code} in lane ward-processing")
+    assert "awaiting appraise" in detail
+    assert "handler" not in detail and "Update" not in detail
     timeline = (await hoan_kiem.get(f"/v1/dossiers/{code}/timeline")).json()
     assert not any("approv" in e["step"] for e in timeline["entries"])

@@ -242,6 +242,8 @@ async def test_closed_dossiers_outlive_their_temporal_histories(
 
     async with api.client(key) as client:
         before = await read_all(client, list(codes))
+    # A closed dossier's clock is not running.
+    assert all(b[0]["clock"] is None or b[0]["clock"]["running"] is False for b in before.values())
     # The read model answers as the workflow does.
     for code in codes:
         live = await stack.client.get_workflow_handle(code).query(DossierWorkflow.status)
