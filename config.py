@@ -71,6 +71,9 @@ class Settings(BaseModel):
     worker_max_cached_workflows: int
     worker_metrics_port: int | None  # None: no Prometheus endpoint
     log_level: str
+    # The deployment's Ed25519 key that signs the global audit log's checkpoints (PEM, 0600);
+    # created on first use.
+    audit_checkpoint_key: Path
 
     def url(self, service: str) -> str:
         return self.registry_urls[service]
@@ -174,6 +177,9 @@ def load_settings(data_dir: Path | None = None) -> Settings:
         worker_max_cached_workflows=_int("WORKER_MAX_CACHED_WORKFLOWS", 1000),
         worker_metrics_port=None if metrics_port is None else _int("WORKER_METRICS_PORT", 0),
         log_level=os.environ.get("LOG_LEVEL", "INFO"),
+        audit_checkpoint_key=Path(
+            os.environ.get("AUDIT_CHECKPOINT_KEY") or data_dir / "keys" / "audit-checkpoint.key"
+        ),
     )
 
 

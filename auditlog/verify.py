@@ -359,6 +359,9 @@ class Evidence:
     # False for a bundle, which carries only logged events.
     unlogged_allowed: bool = False
     trusted_key_ids: frozenset[str] = frozenset()
+    # Only these dossiers' events and entries are checked one by one (the log's root still
+    # over every entry); None: all.
+    dossiers: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,13 +512,16 @@ def examine(evidence: Evidence) -> Verdict:
             findings.append(Finding("two events with one sequence number", *key))
         events[key] = event
         chains[event.dossier_code].append(event)
-    verdict.events = len(events)
     entries_of: dict[str, list[Entry]] = defaultdict(list)
     for entry in entries:
         entries_of[entry.dossier_code].append(entry)
-    verdict.dossiers = len(set(chains) | set(entries_of))
+    codes = set(chains) | set(entries_of)
+    if evidence.dossiers is not None:
+        codes &= evidence.dossiers
+    verdict.dossiers = len(codes)
+    verdict.events = sum(len(chains.get(code, [])) for code in codes)
 
-    for code in sorted(set(chains) | set(entries_of)):
+    for code in sorted(codes):
         chain = sorted(chains.get(code, []), key=lambda e: e.seq)
         findings.extend(chain_findings(chain))
         logged = entries_of.get(code, [])
