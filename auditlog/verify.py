@@ -24,7 +24,7 @@ import json
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -525,7 +525,6 @@ def examine(evidence: Evidence) -> Verdict:
         chain = sorted(chains.get(code, []), key=lambda e: e.seq)
         findings.extend(chain_findings(chain))
         logged = entries_of.get(code, [])
-        leaves_of_dossier = {e.leaf_hash: e for e in logged}
         deleted: list[Entry] = []
         last_seq = 0
         for entry in logged:
@@ -547,7 +546,7 @@ def examine(evidence: Evidence) -> Verdict:
             if leaf == entry.leaf_hash:
                 verdict.logged += 1
                 continue
-            other = leaves_of_dossier.get(leaf)
+            other = _logged_elsewhere(logged_event, logged)
             if other is not None:
                 reason = (
                     f"reordered: this event was logged as event {other.seq} "
@@ -582,6 +581,17 @@ def examine(evidence: Evidence) -> Verdict:
                 verdict.unlogged += 1
     findings.sort(key=lambda f: (f.dossier_code or "", f.seq or 0, f.position or -1, f.reason))
     return verdict
+
+
+def _logged_elsewhere(event: Event, logged: Sequence[Entry]) -> Entry | None:
+    """The entry of the dossier this event was logged as, under another sequence number:
+    a moved event keeps everything but its number."""
+    for entry in logged:
+        if entry.seq != event.seq:
+            moved = replace(event, seq=entry.seq)
+            if event_leaf_hash(moved) == entry.leaf_hash:
+                return entry
+    return None
 
 
 def _deletions(code: str, chain: Sequence[Event], deleted: Sequence[Entry]) -> list[Finding]:
