@@ -29,6 +29,8 @@ from store import audit, auditlog
 from store.db import engine_for, writing
 from store.migrate import migrate
 from store.tables import audit_events
+from tests.conftest import EngineStack
+from tests.test_read_model import disable_append_only_guard, full_dossier
 from tests.test_store_migrations import scratch_postgres
 
 VERIFY_PY = ROOT / "auditlog" / "verify.py"
@@ -532,3 +534,71 @@ async def test_the_checkpoint_command_signs_and_two_checkpointers_never_interlea
     assert verdict.findings == [] and verdict.logged == len(DOSSIERS) * 5
     # Three checkpoints, or two when the first one found both batches filed already.
     assert verdict.tree_size == len(DOSSIERS) * 5 and verdict.checkpoints in (2, 3)
+
+
+# --- real dossiers through the stack ------------------------------------------------------------
+async def test_a_real_dossier_is_checkpointed_and_its_tampering_named_by_ops_and_verify_py(
+    stack: EngineStack, tmp_path: Path
+) -> None:
+    code = await full_dossier(stack, 58, "bo-de")
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
+        "DATABASE_URL": stack.settings.database_url,
+        "AUDIT_CHECKPOINT_KEY": str(tmp_path / "keys" / "checkpoint.key"),
+    }
+
+    async def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "ops", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    signed = await cli("audit", "checkpoint")
+    assert signed.returncode == 0, signed.stderr
+    held = await cli("audit", "verify", code)
+    assert held.returncode == 0, held.stderr
+    engine = engine_for(stack.settings.database_url, writer=True)
+    async with engine.connect() as conn:
+        chain = await audit.events(conn, code)
+    assert f"audit log: {len(chain)} events in the signed log" in held.stdout
+
+    async with engine.begin() as conn:
+        restore = await disable_append_only_guard(conn)
+        await conn.execute(
+            audit_events.update()
+            .where(audit_events.c.dossier_code == code, audit_events.c.seq == 2)
+            .values(actor="someone.else")
+        )
+    try:
+        broken = await cli("audit", "verify", code)
+        assert broken.returncode == 1
+        assert f"audit: BROKEN at dossier {code}, event 2" in broken.stderr
+        assert f"audit log: BROKEN dossier {code}, event 2, log position" in broken.stderr
+        assert "altered: differs from the event signed into the log" in broken.stderr
+
+        path = tmp_path / "bundle.json"
+        made = await cli(
+            "audit", "bundle", "--from", "2000-01-01", "--to", "2100-01-01", "--output", str(path)
+        )
+        assert made.returncode == 0, made.stderr
+        ran = await standalone(path, tmp_path)
+        assert ran.returncode == 1, ran.stdout + ran.stderr
+        result = json.loads(ran.stdout)
+        assert result["broken_dossiers"] == [code]
+        assert {(f["dossier_code"], f["seq"]) for f in result["findings"]} == {(code, 2)}
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(
+                audit_events.update()
+                .where(audit_events.c.dossier_code == code, audit_events.c.seq == 2)
+                .values(actor=chain[1].actor)
+            )
+            for statement in restore:
+                await conn.execute(text(statement))
