@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Unpack
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -106,7 +106,7 @@ def public_key_id(key: Ed25519PrivateKey) -> str:
 
 
 # --- rows as the log sees them ------------------------------------------------------------------
-def as_logged(row: Row[Unpack[tuple[Any, ...]]], *, with_payload: bool = False) -> verify.Event:
+def as_logged(row: Row[*tuple[Any, ...]], *, with_payload: bool = False) -> verify.Event:
     return verify.Event(
         dossier_code=row.dossier_code,
         seq=row.seq,
