@@ -61,7 +61,10 @@ def checkpoint_command(as_json: AsJson = False) -> None:
     async def run() -> CheckpointResult:
         config = settings()
         await migrate(config.database_url)
-        key = auditlog.signing_key(config.audit_checkpoint_key, errors.print)
+        key = auditlog.signing_key(
+            config.audit_checkpoint_key,
+            lambda notice: errors.print(notice, markup=False, highlight=False),
+        )
         try:
             async with writing(config.database_url) as conn:
                 return await auditlog.checkpoint(conn, key, datetime.now(UTC))

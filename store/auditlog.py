@@ -228,7 +228,7 @@ async def checkpoint(
         )
     root = accumulator.root().hex()
     key_id = public_key_id(key)
-    if not rows and known:
+    if not rows:  # nothing new (or nothing at all): no checkpoint to sign
         return CheckpointResult(
             appended=0, tree_size=size, root_hash=root, signed_at=None, key_id=key_id
         )

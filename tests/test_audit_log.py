@@ -496,6 +496,17 @@ async def test_a_deleted_or_forged_checkpoint_is_named(
     assert any("15 log entries after the latest signed checkpoint" in r for r in reasons)
 
 
+async def test_a_file_that_is_not_a_bundle_is_refused_naming_the_field(tmp_path: Path) -> None:
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps({"format": verify.BUNDLE_FORMAT, "checkpoints": "none"}))
+    ran = await standalone(path, tmp_path, "--json")
+    assert ran.returncode == 2
+    assert "bundle.checkpoints: expected list" in ran.stderr
+    path.write_text(json.dumps({"format": "something/2"}))
+    ran = await standalone(path, tmp_path, "--json")
+    assert ran.returncode == 2 and "bundle.format: 'something/2'" in ran.stderr
+
+
 def test_the_key_is_made_once_private_and_announced(tmp_path: Path) -> None:
     said: list[str] = []
     path = tmp_path / "keys" / "checkpoint.key"
