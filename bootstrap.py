@@ -16,19 +16,33 @@ import concurrent.futures
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from google.protobuf.duration_pb2 import Duration
 from pydantic import BaseModel, ConfigDict
-from temporalio.client import Client
+from temporalio.api.namespace.v1 import NamespaceConfig
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+)
 from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 import logs
 from activities import clock
+from activities.archive import ArchiveActivities
 from activities.books import BookActivities
 from activities.documents import DocumentActivities
 from activities.http import new_http_client
@@ -46,6 +60,8 @@ from domain.catalogue import CatalogueError, default_catalogue
 from metrics import runtime_with_metrics
 from schemas.catalogue import Registry
 from store.startup import prepare_database
+from workflows.archive import SCHEDULE_ID as ARCHIVE_SCHEDULE_ID
+from workflows.archive import ArchiveWorkflow
 from workflows.certification import CertificationWorkflow
 from workflows.dossier import DossierWorkflow
 from workflows.processing import ProcessingWorkflow
@@ -65,12 +81,15 @@ WORKFLOWS: dict[str, list[type]] = {
     lanes.CERTIFICATION: [CertificationWorkflow],
     lanes.WARD_PROCESSING: [ProcessingWorkflow],
     lanes.CITY_PROCESSING: [ProcessingWorkflow],
+    lanes.ARCHIVE: [ArchiveWorkflow],
 }
 
 
 def activities_for(
-    queue: str, config: Settings, http: httpx.AsyncClient
+    queue: str, config: Settings, http: httpx.AsyncClient, client: Client
 ) -> list[Callable[..., Any]]:
+    if queue == lanes.ARCHIVE:
+        return [ArchiveActivities(config, client).archive_closed_runs]
     registries = RegistryActivities(config, http)
     if queue == lanes.REGISTRY_QUEUES[Registry.POPULATION]:
         return [registries.check_identity, registries.consult_registry]
@@ -130,7 +149,7 @@ def build_workers(
             client,
             task_queue=queue,
             workflows=WORKFLOWS.get(queue, []),
-            activities=activities_for(queue, config, http),
+            activities=activities_for(queue, config, http, client),
             activity_executor=executor,
             workflow_runner=runner,
             max_concurrent_activities=limits.max_concurrent_activities,
@@ -184,6 +203,50 @@ async def connect(
     )
 
 
+# --- the record that outlives Temporal -----------------------------------------------------------
+async def apply_retention(client: Client, retention: timedelta) -> None:
+    """Set how long the namespace keeps closed histories (TEMPORAL_RETENTION). The servers the
+    engine starts itself get it here; the compose file's gives it at namespace creation."""
+    await client.workflow_service.update_namespace(
+        UpdateNamespaceRequest(
+            namespace=client.namespace,
+            config=NamespaceConfig(
+                workflow_execution_retention_ttl=Duration(seconds=int(retention.total_seconds()))
+            ),
+        )
+    )
+
+
+async def namespace_retention(client: Client) -> timedelta:
+    described = await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=client.namespace)
+    )
+    return timedelta(seconds=described.config.workflow_execution_retention_ttl.ToSeconds())
+
+
+def archive_schedule(config: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            ArchiveWorkflow.run, id=ARCHIVE_SCHEDULE_ID, task_queue=lanes.ARCHIVE
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=config.archive_every)]),
+        # A pass still copying after an outage is not doubled by the next one.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+
+async def schedule_archive(client: Client, config: Settings) -> None:
+    """The archiver's schedule, created once and kept at ARCHIVE_EVERY by every process that
+    serves the archive queue."""
+    schedule = archive_schedule(config)
+    try:
+        await client.create_schedule(ARCHIVE_SCHEDULE_ID, schedule)
+    except ScheduleAlreadyRunningError:
+        await client.get_schedule_handle(ARCHIVE_SCHEDULE_ID).update(
+            lambda _: ScheduleUpdate(schedule=schedule)
+        )
+
+
 @contextlib.asynccontextmanager
 async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
     """The workers polling their queues for the block; at its end each finishes the tasks it
@@ -215,6 +278,8 @@ async def serve_lanes(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     async with new_http_client(config.registry_urls.values()) as http:
+        if lanes.ARCHIVE in queues:
+            await schedule_archive(client, config)
         async with running(build_workers(client, config, queues, http, limits=limits)):
             address = client.service_client.config.target_host
             print(f"worker: serving {', '.join(queues)} on {address}", flush=True)

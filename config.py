@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -71,6 +72,12 @@ class Settings(BaseModel):
     worker_max_cached_workflows: int
     worker_metrics_port: int | None  # None: no Prometheus endpoint
     log_level: str
+    # How long Temporal keeps a closed workflow's history (the namespace's retention). The
+    # archive copies every closed dossier's histories into the database within minutes; the
+    # retention only has to outlast the archive's lag, many times over.
+    temporal_retention: timedelta
+    # How often the archiver's schedule looks for closed dossiers to copy.
+    archive_every: timedelta
     # The deployment's Ed25519 key that signs the global audit log's checkpoints (PEM, 0600);
     # created on first use.
     audit_checkpoint_key: Path
@@ -121,6 +128,22 @@ def _int(variable: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ValueError(f"{variable}={raw!r}: expected a whole number") from None
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(variable: str, default: str) -> timedelta:
+    """`90s`, `15m`, `72h` or `7d`."""
+    raw = os.environ.get(variable, default).strip()
+    unit = DURATION_UNITS.get(raw[-1:].lower())
+    try:
+        amount = int(raw[:-1])
+    except ValueError:
+        amount = 0
+    if unit is None or amount <= 0:
+        raise ValueError(f"{variable}={raw!r}: expected a positive duration such as 15m, 72h or 7d")
+    return timedelta(seconds=amount * unit)
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -177,6 +200,8 @@ def load_settings(data_dir: Path | None = None) -> Settings:
         worker_max_cached_workflows=_int("WORKER_MAX_CACHED_WORKFLOWS", 1000),
         worker_metrics_port=None if metrics_port is None else _int("WORKER_METRICS_PORT", 0),
         log_level=os.environ.get("LOG_LEVEL", "INFO"),
+        temporal_retention=_duration("TEMPORAL_RETENTION", "7d"),
+        archive_every=_duration("ARCHIVE_EVERY", "5m"),
         audit_checkpoint_key=Path(
             os.environ.get("AUDIT_CHECKPOINT_KEY") or data_dir / "keys" / "audit-checkpoint.key"
         ),

@@ -122,10 +122,12 @@ def demo_step(index: int, awaited: AwaitedAction, supplements_asked: bool) -> tu
     raise ValueError(f"the demo officer does not know the step {action.value}")
 
 
-async def play_officers(client: Client, index: int, code: str, deadline: float) -> DossierView:
+async def play_officers(
+    client: Client, database_url: str, index: int, code: str, deadline: float
+) -> DossierView:
     asked = False
     while True:
-        view = await patiently(partial(dossiers.status, client, code))
+        view = await patiently(partial(dossiers.status, client, database_url, code))
         if view.stage is Stage.CLOSED or time.monotonic() > deadline:
             return view
         awaited = [a for a in view.awaiting if a.action != Action.WITHDRAW.value]
@@ -168,7 +170,7 @@ async def run_demo(client: Client, count: int, database_url: str, timeout: float
     codes = await file_samples(client, count, database_url)
     deadline = time.monotonic() + timeout
     views = await asyncio.gather(
-        *(play_officers(client, i, code, deadline) for i, code in enumerate(codes))
+        *(play_officers(client, database_url, i, code, deadline) for i, code in enumerate(codes))
     )
     header = (
         "code",
@@ -236,7 +238,7 @@ async def check_read_model(client: Client, database_url: str, views: list[Dossie
         print(f"read model: {len(matching)} of {len(views)} dossier rows match the table")
         events = 0
         for code in by_code:
-            report = await patiently(partial(verify, conn, client, code))
+            report = await patiently(partial(verify, conn, client, database_url, code))
             events += report.events
             if report.broken is not None:
                 broken = report.broken

@@ -27,7 +27,14 @@ from temporalio.testing import WorkflowEnvironment
 
 import logs
 from activities.http import new_http_client
-from bootstrap import build_workers, connect, running, warm_up
+from bootstrap import (
+    apply_retention,
+    build_workers,
+    connect,
+    running,
+    schedule_archive,
+    warm_up,
+)
 from codec import project_converter
 from config import ROOT, Settings, load_codec_settings, load_settings, settings
 from domain import lanes
@@ -57,8 +64,11 @@ async def start_dev_server(
     ui_port: int | None = None,
     runtime: Runtime | None = None,
     codec_endpoint: str | None = None,
+    retention: timedelta | None = None,
 ) -> WorkflowEnvironment:
-    return await WorkflowEnvironment.start_local(
+    """A dev server with the engine's search attributes and the namespace's retention
+    (TEMPORAL_RETENTION unless stated; the dev server's own default is a day)."""
+    env = await WorkflowEnvironment.start_local(
         runtime=runtime,
         data_converter=project_converter(data_dir),
         dev_server_existing_path=temporal_cli(),
@@ -72,6 +82,8 @@ async def start_dev_server(
         # can reach it.
         dev_server_extra_args=["--ui-codec-endpoint", codec_endpoint] if codec_endpoint else [],
     )
+    await apply_retention(env.client, retention or settings().temporal_retention)
+    return env
 
 
 @dataclass
@@ -93,6 +105,8 @@ async def embedded(
             config = load_settings(data_dir).model_copy(update={"registry_urls": dict(sims.urls)})
             await prepare_database(config.database_url)
             client = await connect(config, env.client.service_client.config.target_host)
+            if lanes.ARCHIVE in queues:
+                await schedule_archive(client, config)
             async with (
                 new_http_client(config.registry_urls.values()) as http,
                 running(build_workers(client, config, queues, http)),

@@ -14,7 +14,7 @@ from typing import Any
 from temporalio import activity
 
 from domain.calendar import default_calendar
-from domain.clock import apology_extension, apology_lead_seconds, warning_lead_seconds
+from domain.clock import apology_by, apology_extension, warn_at
 from schemas.exchanges import ClockMarks, DueRequest, MarksRequest, ShiftRequest
 
 
@@ -25,15 +25,15 @@ def compute_due(request: DueRequest) -> datetime:
 
 @activity.defn(name="clock_marks")
 def clock_marks(request: MarksRequest) -> ClockMarks:
+    """The marks of one appointment (domain.clock). A mark that falls before receipt (a short
+    deadline) is kept at once: a slip due before the dossier came cannot wait."""
     calendar = default_calendar()
-    lead = apology_lead_seconds(request.deadline)
-    apologize_at = calendar.subtract_working_seconds(request.due_at, lead)
-    warn_at = calendar.subtract_working_seconds(
-        request.due_at, warning_lead_seconds(request.deadline)
-    )
     return ClockMarks(
-        warn_at=max(warn_at, request.received_at),
-        apologize_at=max(apologize_at, request.received_at),
+        warn_at=max(warn_at(calendar, request.due_at, request.deadline), request.received_at),
+        apologize_at=max(
+            apology_by(calendar, request.due_at, request.deadline, request.received_at),
+            request.received_at,
+        ),
     )
 
 

@@ -90,7 +90,7 @@ async def ask(call: Awaitable[T]) -> T:
 
 async def visible_dossier(ctx: ApiContext, key: ApiKey, code: str) -> DossierView:
     """The dossier's current view, if the key acts for its receiving or competent unit."""
-    view = await ask(dossiers.status(ctx.temporal, code))
+    view = await ask(dossiers.status(ctx.temporal, ctx.settings.database_url, code))
     if not covers(key, (view.receiving_unit, view.competent_unit)):
         raise not_found(code)
     return view

@@ -13,6 +13,7 @@ CLI::
 
     python -m domain.calendar due --working-days 3 --received 2026-02-13T15:30+07:00
     python -m domain.calendar is-working-day 2026-08-22
+    python -m domain.calendar apology-by --due 2026-11-30T17:00+07:00
 """
 
 from __future__ import annotations
@@ -270,6 +271,15 @@ class WorkingCalendar:
                 return day
         raise CalendarDataError(f"no working day in the {_MAX_DAYS_WITHOUT_WORK} days after {day}")
 
+    def previous_working_day(self, day: date) -> date:
+        """The last working day strictly before ``day``."""
+        day = _plain_date(day, "day")
+        for _ in range(_MAX_DAYS_WITHOUT_WORK):
+            day -= _ONE_DAY
+            if self.is_working_day(day):
+                return day
+        raise CalendarDataError(f"no working day in the {_MAX_DAYS_WITHOUT_WORK} days before {day}")
+
     def working_days_after(self, day: date, n: int) -> date:
         """The n-th working day after ``day`` (n >= 1). A period in days starts on the day
         after the event (Civil Code 2015 art. 147), so ``day`` itself never counts."""
@@ -303,10 +313,12 @@ class WorkingCalendar:
             return self.closing_on(self.working_days_after(today, deadline.days))
         if isinstance(deadline, SameDayDeadline):
             # Certification (Decree 23/2015 art. 7): the same working day, or the next one when
-            # received at or after the cutoff (15:00) or on a day off.
+            # received after the cutoff ("sau 15 giờ": strictly after, so 15:00:00 is the same
+            # day) or on a day off. Receipts state the second, so a fraction of a second past
+            # 15:00:00 is still 15:00:00.
             if (
                 self.is_working_day(today)
-                and local.time() < deadline.cutoff
+                and local.replace(microsecond=0).time() <= deadline.cutoff
                 and local < self.closing_on(today)
             ):
                 return self.closing_on(today)
@@ -465,7 +477,7 @@ def _parser() -> argparse.ArgumentParser:
     kind.add_argument(
         "--certification",
         action="store_true",
-        help="same working day; the next one when received at or after 15:00",
+        help="same working day; the next one when received after 15:00:00",
     )
     due.add_argument(
         "--received",
@@ -476,6 +488,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = commands.add_parser("is-working-day", help="say whether a date is a working day")
     check.add_argument("date", type=_date_arg, help="YYYY-MM-DD")
+    apology = commands.add_parser(
+        "apology-by",
+        help="print the latest moment the apology slip (form 04) may go out for an appointment",
+    )
+    apology.add_argument(
+        "--due",
+        type=_received_arg,
+        required=True,
+        metavar="ISO_DATETIME",
+        help="the appointment, ISO 8601 (no offset means Hanoi time)",
+    )
+    apology.add_argument(
+        "--certification",
+        action="store_true",
+        help="the appointment of a same-day certification (one working hour before it)",
+    )
     return parser
 
 
@@ -486,6 +514,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "is-working-day":
         status = calendar.day_status(args.date)
         print(f"{'yes' if status.working else 'no'}: {status.reason}")
+        return 0
+    if args.command == "apology-by":
+        from domain.clock import apology_by  # the clock's rule, over this calendar
+
+        kind: Deadline = SameDayDeadline() if args.certification else WorkingDaysDeadline(days=1)
+        print(apology_by(calendar, args.due, kind).isoformat())
         return 0
     deadline: Deadline
     if args.procedure is not None:

@@ -32,11 +32,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from schemas.catalogue import (
+    DECREE_SUPPLEMENT_REQUESTS,
+    DECREE_SUPPLEMENT_WINDOW_DAYS,
     FlatFee,
     PerPageFee,
     Procedure,
     RequiredDocument,
     SameDayDeadline,
+    SupplementRule,
     Tier,
     Unit,
     UnitKind,
@@ -142,8 +145,8 @@ def missing_documents(
 ) -> list[RequiredDocument]:
     """Required documents not among `submitted_kinds`, in catalogue order.
 
-    Decree 61/2018 art. 18: the supplement request lists everything missing at once, so the
-    counter asks for all of these in one form.
+    Decree 61/2018 art. 19(4) (and, at intake, Circular 01/2018 form 02): the supplement
+    request lists everything missing at once, so the counter asks for all of these in one form.
     """
     submitted = set(submitted_kinds)
     return [doc for doc in procedure.required_documents if doc.kind not in submitted]
@@ -347,4 +350,15 @@ def _check_procedure(p: Procedure, units: Mapping[str, Unit]) -> tuple[str, str]
         return "delivery_channels", "duplicate delivery channel"
     if len(set(p.registries)) != len(p.registries):
         return "registries", "duplicate registry"
+    if p.supplement_text is None:
+        # Decree 61/2018 art. 19(4) holds unless the procedure's own text says otherwise.
+        if p.supplement_rule is not SupplementRule.RESTART:
+            return "supplement_text", "the pause rule needs the procedure's text that gives it"
+        if p.supplement_requests != DECREE_SUPPLEMENT_REQUESTS:
+            return "supplement_text", "more than one supplement request needs the text allowing it"
+        if p.supplement_window_days != DECREE_SUPPLEMENT_WINDOW_DAYS:
+            return (
+                "supplement_text",
+                "a supplement window other than 3 working days needs the text that sets it",
+            )
     return None

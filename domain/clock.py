@@ -2,25 +2,59 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
+from domain.calendar import HANOI, WorkingCalendar
 from schemas.catalogue import Deadline, SameDayDeadline, WorkingDaysDeadline
 
 WORKING_DAY_SECONDS = 8 * 3600
+# A same-day certification cannot get a day's notice (it is due the day it is received):
+# the engine's own choice, which no text states (unconfirmed), is one working hour.
+SAME_DAY_APOLOGY_LEAD_SECONDS = 3600
 
 
-def apology_lead_seconds(deadline: Deadline) -> int:
-    """How long before the appointment a dossier that is not ready gets its apology slip.
+def apology_by(
+    calendar: WorkingCalendar,
+    due_at: datetime,
+    deadline: Deadline,
+    received_at: datetime | None = None,
+) -> datetime:
+    """The latest moment the apology slip (form 04) may go out for the appointment ``due_at``.
 
-    Decree 61/2018 art. 19: at least one working day before the deadline. A same-day
-    certification cannot give a day's notice; it gets one working hour.
+    Decree 61/2018 art. 19(9) (carried into Decree 118/2025; Circular 01/2018 form 04):
+    "chậm nhất 01 ngày trước ngày hết hạn". Read in working time: the slip must leave on a
+    working day before the due date, never on the due day itself, so at the latest at the
+    close of working hours (17:00) of the last working day before the due date's day. A due
+    date on Monday 30 Nov 2026 gives Friday 27 Nov 2026 17:00.
+
+    A same-day certification (Decree 23/2015 art. 7) has no day before it: one working hour
+    before the appointment (SAME_DAY_APOLOGY_LEAD_SECONDS, unconfirmed). So has a dossier
+    received after that close (a one-working-day procedure received after 17:00 or on a day
+    off): the day before had passed at receipt, and the same working hour applies rather
+    than a slip at the moment of receipt (the engine's choice, unconfirmed).
     """
+    one_hour_before = calendar.subtract_working_seconds(due_at, SAME_DAY_APOLOGY_LEAD_SECONDS)
     if isinstance(deadline, SameDayDeadline):
-        return 3600
-    return WORKING_DAY_SECONDS
+        return one_hour_before
+    day_before = calendar.closing_on(_working_day_before(calendar, due_at))
+    if received_at is not None and day_before <= received_at:
+        return one_hour_before
+    return day_before
 
 
-def warning_lead_seconds(deadline: Deadline) -> int:
-    """The unit is warned twice as early as the apology would fall due."""
-    return 2 * apology_lead_seconds(deadline)
+def warn_at(calendar: WorkingCalendar, due_at: datetime, deadline: Deadline) -> datetime:
+    """The unit's own reminder, not the decree's: one working day before the apology is due
+    (the close of the second working day before the due date; one more working hour before
+    it for a same-day certification)."""
+    if isinstance(deadline, SameDayDeadline):
+        return calendar.subtract_working_seconds(due_at, 2 * SAME_DAY_APOLOGY_LEAD_SECONDS)
+    apology_day = _working_day_before(calendar, due_at)
+    return calendar.closing_on(_working_day_before(calendar, calendar.closing_on(apology_day)))
+
+
+def _working_day_before(calendar: WorkingCalendar, moment: datetime) -> date:
+    day = moment.astimezone(HANOI).date()
+    return calendar.previous_working_day(day)
 
 
 def apology_extension(deadline: Deadline) -> WorkingDaysDeadline:

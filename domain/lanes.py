@@ -12,6 +12,8 @@ SIGNING = "signing"
 NOTIFY = "notify"
 PORTAL = "portal"
 PAYMENT = "payment"
+# The archiver: closed dossiers' histories copied into the database before Temporal deletes them.
+ARCHIVE = "archive"
 
 # One queue per external registry so that the server's per-queue rate limit
 # (max_task_queue_activities_per_second) protects each registry on its own.
@@ -24,7 +26,7 @@ REGISTRY_QUEUES: dict[Registry, str] = {
 
 WORKFLOW_LANES = (INTAKE, CERTIFICATION, WARD_PROCESSING, CITY_PROCESSING)
 ACTIVITY_LANES = (*REGISTRY_QUEUES.values(), PAYMENT, PORTAL, SIGNING, NOTIFY)
-ALL_QUEUES = (*WORKFLOW_LANES, *ACTIVITY_LANES)
+ALL_QUEUES = (*WORKFLOW_LANES, *ACTIVITY_LANES, ARCHIVE)
 
 # Names an operator may pass to `worker.py --queues`: a queue, or a group of queues.
 GROUPS: dict[str, tuple[str, ...]] = {

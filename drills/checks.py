@@ -103,6 +103,6 @@ async def read_model_against_rebuild(client: Client, database_url: str) -> int:
 
 async def audit(client: Client, database_url: str) -> tuple[int, str | None]:
     async with engine_for(database_url).connect() as conn:
-        report = await audit_ops.verify(conn, client)
+        report = await audit_ops.verify(conn, client, database_url)
     broken = None if report.broken is None else report.broken.model_dump_json()
     return report.dossiers, broken

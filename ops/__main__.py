@@ -4,7 +4,8 @@ python -m ops stuck                       dossiers that are not moving, and why
 python -m ops retry CODE | --query Q      retry failing activities now (audited)
 python -m ops reset CODE | --query Q --to STEP
                                           run a step again (audited)
-python -m ops replay --dir D | --query Q  replay histories against the current code
+python -m ops replay --dir D | --query Q | --dossier CODE
+                                          replay histories against the current code
 python -m ops rebuild                     rebuild `dossiers` and `tasks` from Temporal
 python -m ops audit verify [CODE]         verify audit chains against the workflow histories
                                           and the global log's signed checkpoints
@@ -17,6 +18,7 @@ python -m ops keys issue | revoke | list  API keys of the integrating systems
 python -m ops export history | timeline CODE
                                           a dossier's histories, its timeline with the clock
 python -m ops signatures verify CODE      every e-signature of a closed dossier's documents
+python -m ops archive status | run        the retention, the archive of closed histories
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import typer
 from sqlalchemy.exc import DBAPIError
 from temporalio.service import RPCError
 
+from ops.archive import archive_app
 from ops.audit import audit_app
 from ops.export import export_app
 from ops.keys import keys_app
@@ -50,6 +53,7 @@ app.add_typer(kpi_app, name="kpi")
 app.add_typer(keys_app, name="keys")
 app.add_typer(export_app, name="export")
 app.add_typer(signatures_app, name="signatures")
+app.add_typer(archive_app, name="archive")
 
 
 def run() -> None:

@@ -21,14 +21,13 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from auditlog.verify import Verdict
 from bootstrap import connect
 from config import settings
 from ops.auditlog import bundle_command, checkpoint_command, log_lines
 from ops.cli import AsJson, console, errors, print_json, spinner
-from ops.temporal import history
+from ops.temporal import HistorySource, run_history
 from schemas.exchanges import ProjectionReceipt
 from store import audit, auditlog
 from store.audit import AuditEvent, ChainBreak
@@ -48,6 +47,8 @@ class VerifyReport(BaseModel):
 
     dossiers: int
     events: int
+    # Dossiers whose history Temporal no longer holds, checked against the archive instead.
+    checked_against_archive: int = 0
     breaks: list[ChainBreak] = []  # one per broken dossier, the first event that does not hold
 
     @property
@@ -67,12 +68,17 @@ async def dossier_codes(conn: AsyncConnection, code: str | None) -> AsyncIterato
 
 
 async def receipts_in_history(
-    client: Client, code: str, run_id: str
-) -> dict[str, ProjectionReceipt]:
-    """The projection receipts a run's history recorded, by event key."""
+    client: Client, database_url: str, code: str, run_id: str
+) -> tuple[dict[str, ProjectionReceipt], HistorySource] | None:
+    """The projection receipts a run's history recorded, by event key, and where the history
+    was read: Temporal, or the archive once retention has deleted it there. None when
+    neither holds the run."""
+    found_run = await run_history(client, database_url, code, run_id)
+    if found_run is None:
+        return None
     converter = client.data_converter
     found: dict[str, ProjectionReceipt] = {}
-    for event in await history(client, code, run_id):
+    for event in found_run.history.events:
         if not event.HasField("marker_recorded_event_attributes"):
             continue
         marker = event.marker_recorded_event_attributes
@@ -84,34 +90,50 @@ async def receipts_in_history(
             continue
         [receipt] = await converter.decode(result.payloads, [ProjectionReceipt])
         found[receipt.event_key] = receipt
-    return found
+    return found, found_run.source
 
 
 async def verify_dossier(
-    conn: AsyncConnection, client: Client, code: str
-) -> tuple[int, ChainBreak | None]:
+    conn: AsyncConnection, client: Client, database_url: str, code: str
+) -> tuple[int, ChainBreak | None, bool]:
+    """The dossier's event count, its first break, and whether any of its histories was read
+    from the archive (Temporal no longer holding it)."""
     chain = await audit.events(conn, code)
     if not chain:
-        return 0, ChainBreak(dossier_code=code, seq=0, reason="no audit events for this dossier")
+        return (
+            0,
+            ChainBreak(dossier_code=code, seq=0, reason="no audit events for this dossier"),
+            False,
+        )
     broken = audit.first_break(chain)
     if broken is not None:
-        return len(chain), broken
+        return len(chain), broken, False
     histories: dict[str, dict[str, ProjectionReceipt]] = {}
+    archived = False
     for event in chain:
         if event.event_key.startswith(OPERATOR_KEY_PREFIX):
             continue
         run_id = event.event_key.split(":", 1)[0]
         if run_id not in histories:
-            try:
-                histories[run_id] = await receipts_in_history(client, code, run_id)
-            except RPCError as err:
-                return len(chain), _break(event, f"workflow run {run_id} not found: {err.message}")
+            found = await receipts_in_history(client, database_url, code, run_id)
+            if found is None:
+                return (
+                    len(chain),
+                    _break(event, f"workflow run {run_id} is neither in Temporal nor archived"),
+                    archived,
+                )
+            histories[run_id], source = found
+            archived = archived or source is HistorySource.ARCHIVE
         receipt = histories[run_id].get(event.event_key)
         if receipt is None:
-            return len(chain), _break(event, "event is not in the workflow's history")
+            return len(chain), _break(event, "event is not in the workflow's history"), archived
         if receipt.payload_digest != event.payload_digest or receipt.seq != event.seq:
-            return len(chain), _break(event, "event differs from the one the history recorded")
-    return len(chain), None
+            return (
+                len(chain),
+                _break(event, "event differs from the one the history recorded"),
+                archived,
+            )
+    return len(chain), None, archived
 
 
 def _break(event: AuditEvent, reason: str) -> ChainBreak:
@@ -121,20 +143,24 @@ def _break(event: AuditEvent, reason: str) -> ChainBreak:
 async def verify(
     conn: AsyncConnection,
     client: Client,
+    database_url: str,
     code: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> VerifyReport:
-    dossiers = events = 0
+    dossiers = events = from_archive = 0
     breaks: list[ChainBreak] = []
     async for dossier in dossier_codes(conn, code):
-        count, broken = await verify_dossier(conn, client, dossier)
+        count, broken, archived = await verify_dossier(conn, client, database_url, dossier)
         dossiers += 1
         events += count
+        from_archive += archived
         if progress is not None:
             progress(dossier)
         if broken is not None:
             breaks.append(broken)
-    return VerifyReport(dossiers=dossiers, events=events, breaks=breaks)
+    return VerifyReport(
+        dossiers=dossiers, events=events, checked_against_archive=from_archive, breaks=breaks
+    )
 
 
 # --- operator events ----------------------------------------------------------------------------
@@ -194,6 +220,7 @@ def verify_command(
                 report = await verify(
                     conn,
                     client,
+                    config.database_url,
                     code,
                     progress=lambda c: progress.update(task, description=f"verified {c}"),
                 )
@@ -221,6 +248,11 @@ def verify_command(
             )
         else:
             console.print(f"audit: {report.dossiers} dossiers and {report.events} events verified")
+        if report.checked_against_archive:
+            console.print(
+                f"audit: {report.checked_against_archive} dossiers' histories no longer in "
+                "Temporal, checked against the archive"
+            )
         for line in held:
             console.print(line, markup=False, highlight=False)
     if report.breaks or log_broken:

@@ -1,17 +1,18 @@
 """`python -m ops export`: a dossier for auditors.
 
-    python -m ops export history CODE [--out FILE]            its Temporal histories, replayable
+    python -m ops export history CODE [--out DIR]             its workflow histories, replayable
     python -m ops export timeline CODE [--html FILE] [--json] who did what, when, on the clock
 
-`history` writes the dossier's history and its lane child's as they are stored (encoded
-payloads) in one JSON bundle, ``{"dossier_code": ..., "histories": [{"workflow_id": ...,
-"history": ...}, ...]}``, which ``python -m ops replay --dir FILE`` replays.
+`history` writes every run of the dossier's workflow and its lane child's, as stored (encoded
+payloads), one file per run named ``<workflow id>@<run id>.json`` in Temporal's own JSON
+history format; ``python -m ops replay --dir DIR`` or a plain ``temporalio.worker.Replayer``
+replays them. Temporal serves them while its retention keeps them, the archive after.
 
-`timeline` reads the dossier's `status` and `timeline` queries and puts the legal clock beside
-each step, in Hanoi time: working time elapsed since receipt, working time the clock stood
-still waiting for a supplement (under either supplement rule), working time remaining to the
-appointment (negative once it passed) and their sum, the total working time to the
-appointment; the status and the national portal's code at each step.
+`timeline` reads the dossier's status and timeline (from the read model once it closed) and
+puts the legal clock beside each step, in Hanoi time: working time elapsed since receipt,
+working time the clock stood still waiting for a supplement (under either supplement rule),
+working time remaining to the appointment (negative once it passed) and their sum, the total
+working time to the appointment; the status and the national portal's code at each step.
 """
 
 from __future__ import annotations
@@ -25,16 +26,15 @@ from typing import Annotated
 import typer
 from pydantic import BaseModel, ConfigDict
 from rich.table import Table
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from bootstrap import connect
 from config import settings
-from domain import lanes
 from domain.calendar import HANOI, WorkingCalendar, default_calendar
 from domain.catalogue import CatalogueError, default_catalogue
 from ops.cli import AsJson, console, errors, fail, print_json, spinner
-from ops.replay import dump_json, history_document
+from ops.temporal import RunHistory, dossier_runs
 from schemas.dossier import DossierView, TimelineEntry
 from schemas.lifecycle import PortalState, portal_sync_needed
 from schemas.statuses import DossierStatus, Outcome, Stage, portal_code
@@ -50,22 +50,22 @@ class DossierNotFound(LookupError):
 
 
 # --- histories ------------------------------------------------------------------------------
-async def dossier_histories(client: Client, code: str) -> list[WorkflowHistory]:
-    """The dossier's history (its current run) and its lane child's, as stored."""
-    histories: list[WorkflowHistory] = []
-    for workflow_id in (code, *(code + suffix for suffix in lanes.LANE_WORKFLOW_SUFFIXES)):
-        try:
-            histories.append(await client.get_workflow_handle(workflow_id).fetch_history())
-        except RPCError as err:
-            if err.status is not RPCStatusCode.NOT_FOUND:
-                raise
-            if workflow_id == code:
-                raise DossierNotFound(f"no dossier {code} on the server") from err
-    return histories
+def history_file_name(run: RunHistory) -> str:
+    """`<workflow id>@<run id>.json`: `ops replay --dir` takes the workflow id from it."""
+    return f"{run.history.workflow_id}@{run.run_id}.json"
 
 
-def history_bundle(code: str, histories: list[WorkflowHistory]) -> dict[str, object]:
-    return {"dossier_code": code, "histories": [history_document(h) for h in histories]}
+def write_histories(runs: list[RunHistory], folder: Path) -> list[Path]:
+    """Each run in its own file, in Temporal's JSON history format (what `temporal workflow
+    show --output json` writes and `WorkflowHistory.from_json` reads), payloads encoded as
+    stored."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for run in runs:
+        path = folder / history_file_name(run)
+        path.write_text(run.history.to_json() + "\n", encoding="utf-8")
+        written.append(path)
+    return written
 
 
 # --- the timeline with the legal clock ------------------------------------------------------
@@ -231,10 +231,10 @@ def build_timeline(view: DossierView, entries: list[TimelineEntry]) -> DossierTi
     )
 
 
-async def dossier_timeline(client: Client, code: str) -> DossierTimeline:
+async def dossier_timeline(client: Client, database_url: str, code: str) -> DossierTimeline:
     try:
-        view = await dossiers.status(client, code)
-        entries = await dossiers.timeline(client, code)
+        view = await dossiers.status(client, database_url, code)
+        entries = await dossiers.timeline(client, database_url, code)
     except RPCError as err:
         if err.status is RPCStatusCode.NOT_FOUND:
             raise DossierNotFound(f"no dossier {code} on the server") from err
@@ -421,28 +421,27 @@ def _table(timeline: DossierTimeline) -> Table:
 def export_history(
     code: Annotated[str, typer.Argument(help="the dossier code")],
     out: Annotated[
-        Path | None, typer.Option("--out", help="write to this file instead of stdout")
+        Path | None,
+        typer.Option("--out", help="the folder to write to (default: ./<code>-histories)"),
     ] = None,
 ) -> None:
-    """The dossier's Temporal history and its lane's, encoded as stored: replayable."""
+    """Every run of the dossier's workflows, one Temporal JSON history file each: replayable."""
+    folder = out or Path(f"{code}-histories")
 
-    async def run() -> list[WorkflowHistory]:
-        client = await connect(settings())
+    async def run() -> list[RunHistory]:
+        config = settings()
+        client = await connect(config)
         with spinner() as progress:
             progress.add_task(f"fetching the histories of {code}", total=None)
-            return await dossier_histories(client, code)
+            # From Temporal while its retention keeps them, from the archive after.
+            return await dossier_runs(client, config.database_url, code)
 
-    try:
-        histories = asyncio.run(run())
-    except DossierNotFound as err:
-        raise fail(f"export: {err}", 1) from err
-    text = dump_json(history_bundle(code, histories))
-    if out is None:
-        typer.echo(text, nl=False)
-        return
-    out.write_text(text, encoding="utf-8")
-    ids = ", ".join(h.workflow_id for h in histories)
-    errors.print(f"export: {len(histories)} histories ({ids}) written to {out}")
+    runs = asyncio.run(run())
+    if not runs:
+        raise fail(f"export: no dossier {code} in Temporal or the archive", 1)
+    for path, history in zip(write_histories(runs, folder), runs, strict=True):
+        errors.print(f"export: {path} ({len(history.history.events)} events, {history.source})")
+    errors.print(f"export: {len(runs)} histories of {code} written to {folder}")
 
 
 @export_app.command("timeline")
@@ -456,10 +455,11 @@ def export_timeline(
     """Who did what and when (Hanoi time), the legal clock and the portal code at each step."""
 
     async def run() -> DossierTimeline:
-        client = await connect(settings())
+        config = settings()
+        client = await connect(config)
         with spinner() as progress:
             progress.add_task(f"reading the timeline of {code}", total=None)
-            return await dossier_timeline(client, code)
+            return await dossier_timeline(client, config.database_url, code)
 
     try:
         timeline = asyncio.run(run())

@@ -1,5 +1,7 @@
 """`python -m ops rebuild`: `dossiers` and `tasks` again from Temporal, each dossier's view and
-timeline written through the same functions the step-by-step writes use."""
+timeline written through the same functions the step-by-step writes use. A closed dossier
+Temporal no longer holds (its retention ended) is rebuilt from its record in the read model
+(`dossier_snapshots`), which the archive's history backs."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from bootstrap import connect
 from config import settings
 from ops.cli import AsJson, console, spinner
 from services import dossiers as dossier_service
-from store import projection
+from store import projection, views
 from store.db import engine_for
 from store.migrate import migrate
 from store.tables import dossiers, tasks
@@ -33,11 +35,21 @@ async def rebuild(
         if execution.id in seen:
             continue
         seen.add(execution.id)
-        view = await dossier_service.status(client, execution.id)
-        timeline = await dossier_service.timeline(client, execution.id)
+        view = await dossier_service.live_status(client, execution.id)
+        timeline = await dossier_service.live_timeline(client, execution.id)
         await projection.replace_dossier(conn, view, timeline)
         if progress is not None:
             progress(execution.id)
+    for code in await views.recorded_codes(conn):
+        if code in seen:
+            continue
+        recorded = await views.snapshot(conn, code)
+        if recorded is None or not recorded.closed:
+            continue  # an open dossier Temporal does not know is no dossier any more
+        seen.add(code)
+        await projection.replace_dossier(conn, recorded.view, recorded.timeline)
+        if progress is not None:
+            progress(code)
     return len(seen)
 
 

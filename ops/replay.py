@@ -6,14 +6,16 @@ Sources:
     python -m ops replay --dir tests/histories                 exported histories (*.json)
     python -m ops replay --query "WorkflowType = 'Dossier'"    the server's, by visibility query
 
+    python -m ops replay --dossier CODE                        a dossier's runs, wherever kept
+
 History files (UTF-8 JSON), one of:
 
+- Temporal's own JSON history (``{"events": [...]}``), as ``python -m ops export history``,
+  the Web UI or ``temporal workflow show --output json`` write it; the workflow id is the
+  file name up to ``@`` (``<workflow id>@<run id>.json``) or without ``.json``;
 - one history: ``{"workflow_id": "<id>", "history": <Temporal JSON history>}`` (the files in
   tests/histories);
-- a bundle, as ``python -m ops export history`` writes it:
-  ``{"dossier_code": "<code>", "histories": [{"workflow_id": ..., "history": ...}, ...]}``;
-- Temporal's own JSON (``{"events": [...]}``, from the Web UI or ``temporal workflow show
-  --output json``), the workflow id being the file name without ``.json``.
+- several: ``{"histories": [{"workflow_id": ..., "history": ...}, ...]}``.
 
 Payloads must be encoded as stored (export before decoding): replay decodes them with the
 same data converter the workers use, so it needs the payload keys they were encrypted with
@@ -41,6 +43,7 @@ import bootstrap
 from codec import project_converter
 from config import settings
 from ops.cli import AsJson, bar, console, fail, print_json
+from ops.temporal import dossier_runs
 
 # Every workflow type a worker runs, whatever its queue.
 WORKFLOWS: tuple[type, ...] = tuple(
@@ -120,7 +123,7 @@ def load_file(path: Path) -> list[SourcedHistory]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise HistoryFileError(f"{path.name}: {err}") from err
-    return parse_histories(document, path.name, path.stem)
+    return parse_histories(document, path.name, path.stem.split("@", 1)[0])
 
 
 def load_histories(path: Path) -> list[SourcedHistory]:
@@ -278,11 +281,17 @@ def replay_cli(
         str | None,
         typer.Option("--query", help="a visibility query, e.g. \"WorkflowType = 'Dossier'\""),
     ] = None,
+    dossier: Annotated[
+        str | None,
+        typer.Option(
+            "--dossier", help="a dossier's runs, from Temporal or, after retention, the archive"
+        ),
+    ] = None,
     as_json: AsJson = False,
 ) -> None:
     """Replay histories against the current workflow code; exit 1 when any would break."""
-    if (directory is None) == (query is None):
-        raise fail("replay: give exactly one of --dir or --query", 2)
+    if sum(source is not None for source in (directory, query, dossier)) != 1:
+        raise fail("replay: give exactly one of --dir, --query or --dossier", 2)
 
     async def run() -> ReplayReport:
         with bar() as progress:
@@ -295,8 +304,16 @@ def replay_cli(
                 loaded = load_histories(directory)
                 progress.update(task, total=len(loaded))
                 return await replay(loaded, progress=step)
+            config = settings()
+            client = await bootstrap.connect(config)
+            if dossier is not None:
+                runs = await dossier_runs(client, config.database_url, dossier)
+                if not runs:
+                    raise HistoryFileError(f"no dossier {dossier} in Temporal or the archive")
+                progress.update(task, total=len(runs))
+                kept = [SourcedHistory(source=r.source.value, history=r.history) for r in runs]
+                return await replay(kept, progress=step)
             assert query is not None
-            client = await bootstrap.connect(settings())
             progress.update(task, description="listing")
             source = server_histories(
                 client,

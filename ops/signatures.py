@@ -24,6 +24,7 @@ from bootstrap import connect
 from config import settings
 from domain.signatures import sha256_hex, verify_signature
 from ops.cli import AsJson, console, fail, print_json, spinner
+from ops.temporal import dossier_runs
 from schemas.exchanges import IssuedDocument
 from schemas.lanes import DossierResult
 
@@ -110,17 +111,18 @@ def check_document(document: IssuedDocument, ca_certificate_pem: str) -> Documen
     return base.model_copy(update=update)
 
 
-async def dossier_documents(client: Client, code: str) -> list[IssuedDocument]:
-    """The documents of a closed dossier, from its workflow result."""
+async def dossier_documents(client: Client, database_url: str, code: str) -> list[IssuedDocument]:
+    """The documents of a closed dossier, from its workflow's result: as Temporal holds it,
+    or as the archived history recorded it once Temporal has deleted the run."""
     handle: WorkflowHandle[object, DossierResult] = client.get_workflow_handle(
         code, result_type=DossierResult
     )
     try:
         description = await handle.describe()
     except RPCError as err:
-        if err.status is RPCStatusCode.NOT_FOUND:
-            raise SignatureUnavailable(f"no dossier {code} on the server") from err
-        raise
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        return await _archived_documents(client, database_url, code)
     if description.status is WorkflowExecutionStatus.RUNNING:
         raise SignatureUnavailable(
             f"dossier {code} is still open; its documents come with its result"
@@ -129,6 +131,21 @@ async def dossier_documents(client: Client, code: str) -> list[IssuedDocument]:
         state = description.status.name.lower() if description.status else "unknown"
         raise SignatureUnavailable(f"dossier {code} has no result (its workflow is {state})")
     result = await handle.result()
+    return list(result.documents)
+
+
+async def _archived_documents(client: Client, database_url: str, code: str) -> list[IssuedDocument]:
+    runs = [
+        r for r in await dossier_runs(client, database_url, code) if r.history.workflow_id == code
+    ]
+    if not runs:
+        raise SignatureUnavailable(f"no dossier {code} in Temporal or the archive")
+    last = runs[-1].history.events[-1]
+    if not last.HasField("workflow_execution_completed_event_attributes"):
+        raise SignatureUnavailable(f"dossier {code} has no result in its archived history")
+    payloads = last.workflow_execution_completed_event_attributes.result.payloads
+    [result] = await client.data_converter.decode(payloads, [DossierResult])
+    assert isinstance(result, DossierResult)
     return list(result.documents)
 
 
@@ -144,8 +161,10 @@ async def ca_certificate(signing_url: str) -> str:
         ) from err
 
 
-async def verify_dossier(client: Client, code: str, signing_url: str) -> SignatureReport:
-    documents = await dossier_documents(client, code)
+async def verify_dossier(
+    client: Client, database_url: str, code: str, signing_url: str
+) -> SignatureReport:
+    documents = await dossier_documents(client, database_url, code)
     ca_pem = await ca_certificate(signing_url)
     return SignatureReport(
         dossier_code=code, documents=[check_document(d, ca_pem) for d in documents]
@@ -164,7 +183,7 @@ def verify(
         client = await connect(config)
         with spinner() as progress:
             progress.add_task(f"verifying the documents of {code}", total=None)
-            return await verify_dossier(client, code, config.url("signing"))
+            return await verify_dossier(client, config.database_url, code, config.url("signing"))
 
     try:
         report = asyncio.run(run())

@@ -12,7 +12,10 @@ A dossier (its Dossier workflow and, while the competent unit holds it, its lane
 - its workflow task fails (non-determinism after a deploy, a bug): a pending workflow task
   at attempt 2 or more; the message is the last `WorkflowTaskFailed` event's;
 - a human step is past due: an open task of the read model (`tasks`) whose due time has
-  passed, for a dossier still running.
+  passed, for a dossier still running;
+- a closed dossier is not archived a quarter of the namespace's retention after it closed:
+  its record is at risk once Temporal deletes the history (the archiver is down, or its
+  schedule is gone).
 
 Running dossiers come from a visibility query on the search attributes (`DossierProcedure`,
 `ReceivingUnit`/`CompetentUnit`, `DossierLane`, `StartTime` for the age); each is then
@@ -53,7 +56,7 @@ from ops.temporal import (
     running_dossiers_query,
 )
 from schemas.statuses import Stage
-from store import views
+from store import archive, views
 from store.db import engine_for
 from store.migrate import migrate
 
@@ -71,6 +74,11 @@ class StuckKind(StrEnum):
     ACTIVITY = "activity"
     WORKFLOW_TASK = "workflow_task"
     HUMAN_TASK = "human_task"
+    UNARCHIVED = "unarchived"
+
+
+# A closed dossier must be in the archive well before the retention deletes its history.
+UNARCHIVED_AFTER_SHARE_OF_RETENTION = 4
 
 
 class StuckRow(BaseModel):
@@ -344,12 +352,27 @@ async def past_due_tasks(
     return rows
 
 
+async def unarchived(conn: AsyncConnection, now: datetime, after: timedelta) -> list[StuckRow]:
+    """Dossiers closed longer than `after` ago whose history the archive does not hold."""
+    return [
+        StuckRow(
+            code=code,
+            workflow_id=code,
+            kind=StuckKind.UNARCHIVED,
+            last_error=f"closed, history not archived after {_minutes(now - closed_at)}",
+            since=closed_at,
+        )
+        for code, closed_at in await archive.unarchived_before(conn, now - after)
+    ]
+
+
 async def find_stuck(
     client: Client,
     conn: AsyncConnection,
     filters: Filters,
     *,
     now: datetime | None = None,
+    unarchived_after: timedelta | None = None,
     concurrency: int = DESCRIBE_CONCURRENCY,
     progress: Progressed | None = None,
 ) -> list[StuckRow]:
@@ -359,6 +382,8 @@ async def find_stuck(
     found = await inspect_all(client, codes, concurrency=concurrency, progress=progress, now=now)
     rows = [row for code in codes for row in found[code]]
     rows += await past_due_tasks(conn, filters, now, codes)
+    if unarchived_after is not None:
+        rows += await unarchived(conn, now, unarchived_after)
     order = {kind: index for index, kind in enumerate(StuckKind)}
     return sorted(rows, key=lambda r: (r.code, r.workflow_id, order[r.kind], r.activity or ""))
 
@@ -436,6 +461,8 @@ def stuck_command(
                     client,
                     conn,
                     filters,
+                    unarchived_after=config.temporal_retention
+                    / UNARCHIVED_AFTER_SHARE_OF_RETENTION,
                     progress=lambda done, total: progress.update(task, completed=done, total=total),
                 )
 

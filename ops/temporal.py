@@ -8,20 +8,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import PendingWorkflowTaskState
-from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.history.v1 import History, HistoryEvent
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowQueryFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowHistory,
+    WorkflowQueryFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from domain import lanes
 from ops.errors import WorkflowBusy
 from schemas.dossier import DossierView
+from store import archive
+from store.db import engine_for
 from workflows import search_attributes as sa
 
 DOSSIER_TYPE = "Dossier"
@@ -87,9 +96,70 @@ async def describe_if_exists(
 
 
 async def history(client: Client, workflow_id: str, run_id: str) -> list[HistoryEvent]:
-    """A run's whole history."""
+    """A run's whole history, from Temporal only."""
     fetched = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
     return list(fetched.events)
+
+
+# --- histories wherever they are --------------------------------------------------------------
+class HistorySource(StrEnum):
+    TEMPORAL = "temporal"
+    # The namespace's retention has deleted it: the copy the archiver made.
+    ARCHIVE = "archive"
+
+
+@dataclass(frozen=True)
+class RunHistory:
+    history: WorkflowHistory
+    source: HistorySource
+
+    @property
+    def run_id(self) -> str:
+        return self.history.run_id
+
+
+def from_archive(workflow_id: str, serialised: bytes) -> WorkflowHistory:
+    return WorkflowHistory(workflow_id, list(History.FromString(serialised).events))
+
+
+async def run_history(
+    client: Client, database_url: str, workflow_id: str, run_id: str
+) -> RunHistory | None:
+    """A run's history from Temporal while it holds it, then from the archive; None when
+    neither has it."""
+    try:
+        fetched = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        return RunHistory(fetched, HistorySource.TEMPORAL)
+    except RPCError as err:
+        if err.status is not RPCStatusCode.NOT_FOUND:
+            raise
+    async with engine_for(database_url).connect() as conn:
+        serialised = await archive.history_of(conn, workflow_id, run_id)
+    if serialised is None:
+        return None
+    return RunHistory(from_archive(workflow_id, serialised), HistorySource.ARCHIVE)
+
+
+def dossier_workflow_ids(code: str) -> list[str]:
+    return [code, *(code + suffix for suffix in lanes.LANE_WORKFLOW_SUFFIXES)]
+
+
+async def dossier_runs(client: Client, database_url: str, code: str) -> list[RunHistory]:
+    """Every run of the dossier's workflows (its own, its lane's, earlier runs an operator
+    reset), in the order they started: from Temporal where it still holds them, from the
+    archive for the others."""
+    ids = ", ".join(f"'{w}'" for w in dossier_workflow_ids(code))
+    listed = [(e.id, e.run_id) async for e in client.list_workflows(f"WorkflowId IN ({ids})")]
+    async with engine_for(database_url).connect() as conn:
+        archived = await archive.runs_of(conn, code)
+    runs: dict[str, RunHistory] = {}
+    for workflow_id, run_id in [*listed, *((r.workflow_id, r.run_id) for r in archived)]:
+        if run_id in runs:
+            continue
+        found = await run_history(client, database_url, workflow_id, run_id)
+        if found is not None and found.history.events:
+            runs[run_id] = found
+    return sorted(runs.values(), key=lambda r: r.history.events[0].event_time.ToDatetime())
 
 
 async def history_tail(client: Client, workflow_id: str, run_id: str) -> list[HistoryEvent]:

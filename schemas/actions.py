@@ -20,6 +20,7 @@ class Action(StrEnum):
     CERTIFY = "certify"
     HAND_OVER = "hand_over"
     CLAIM = "claim"
+    RECORD_WET_SIGNATURE = "record_wet_signature"
 
 
 class Step(BaseModel):
@@ -89,3 +90,11 @@ class Acknowledgement(BaseModel):
     action: Action
     accepted_at: AwareDatetime
     status: DossierStatus
+
+
+class WetSignature(Step):
+    """The result could not be e-signed: the leader signed it on paper and records who signed,
+    when, and the SHA-256 of the scanned signed document."""
+
+    signed_at: AwareDatetime
+    scan_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex SHA-256")

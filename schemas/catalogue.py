@@ -38,11 +38,18 @@ class DeliveryChannel(StrEnum):
 
 
 class SupplementRule(StrEnum):
-    # Decree 61/2018 art. 18: the processing time counts again from the day the complete
+    # Decree 61/2018 art. 19(4): the processing time counts again from the day the complete
     # dossier arrives.
     RESTART = "restart"
-    # Some provinces' practice: the appointment moves back by the working time spent waiting.
+    # Only where a procedure's own text says so (named in `supplement_text`): the appointment
+    # moves back by the working time spent waiting.
     PAUSE = "pause"
+
+
+# Decree 61/2018 art. 19(4): the dossier goes back for a supplement once, within 3 working days
+# of receipt, listing everything missing.
+DECREE_SUPPLEMENT_REQUESTS = 1
+DECREE_SUPPLEMENT_WINDOW_DAYS = 3
 
 
 class WorkingDaysDeadline(Frozen):
@@ -52,7 +59,8 @@ class WorkingDaysDeadline(Frozen):
 
 class SameDayDeadline(Frozen):
     """Certification: returned the same working day, or the next one when received after the
-    cutoff (Decree 23/2015 art. 7 as amended; 15:00 on provincial portals)."""
+    cutoff (Decree 23/2015 art. 7 as amended; 15:00 on provincial portals). "After" is strict:
+    received at 15:00:00 is due the same day."""
 
     kind: Literal["same_day"] = "same_day"
     cutoff: time = time(15, 0)
@@ -104,6 +112,23 @@ class Procedure(Frozen):
     certification: bool = False
     deadline: Deadline
     supplement_rule: SupplementRule = SupplementRule.RESTART
+    supplement_requests: int = Field(
+        default=DECREE_SUPPLEMENT_REQUESTS,
+        ge=1,
+        description="How many times the unit may return the dossier for a supplement",
+    )
+    supplement_window_days: int | None = Field(
+        default=DECREE_SUPPLEMENT_WINDOW_DAYS,
+        ge=1,
+        description="Working days after receipt within which a supplement may be requested; "
+        "null: until the decision",
+    )
+    supplement_text: str | None = Field(
+        default=None,
+        min_length=3,
+        description="The procedure's own text that sets supplement terms other than the "
+        "decree's (Decree 61/2018 art. 19(4)); required for any of them",
+    )
     required_documents: tuple[RequiredDocument, ...] = Field(min_length=1)
     registries: tuple[Registry, ...] = ()
     fee: Fee | None = None

@@ -91,11 +91,21 @@ class DossierFiling(Model):
     received_at: AwareDatetime
 
 
+# The officer identity the signing service accepts as a signer (its certificate's subject and
+# a safe file name): the API, the workflows, the activities and the signing simulator all
+# use this one rule, so an officer the API accepts can sign (`Lê Hoa` is a name, not an id).
+OFFICER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
 class Officer(Model):
     """Who performs a human step: checked by the step's validator, kept in the timeline."""
 
-    # No control characters: these end up in the audit log's actor column and the inbox.
-    officer_id: str = Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")
+    officer_id: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=OFFICER_ID_PATTERN,
+        description="Letters, digits, '.', '_' and '-', starting with a letter or digit",
+    )
     full_name: str = Field(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f\x7f]+$")
     role: str
     unit: str

@@ -134,12 +134,26 @@ class IssueRequest(Exchange):
     e_sign: bool
 
 
+class WetInkSignature(Exchange):
+    """A result signed on paper when it could not be e-signed (the signing service refused,
+    or the officer has no usable certificate): who signed, when, and the scanned signed
+    document's SHA-256, recorded by the leader."""
+
+    signed_by: Officer
+    signed_at: AwareDatetime
+    scan_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    why: str = Field(description="Why it was not e-signed")
+
+
 class IssuedDocument(Exchange):
     dossier_code: str
     kind: ResultKind
     path: str = Field(description="Where the document is kept, under DATA_DIR/results")
     sha256: str
     signature: Signature | None = Field(description="None where the procedure signs on paper")
+    wet_ink: WetInkSignature | None = Field(
+        default=None, description="The paper signature, where e-signing was refused"
+    )
 
 
 # --- the legal clock (local activities: the calendar's data may change between deploys,
@@ -207,3 +221,15 @@ class WebhookEvent(Exchange):
     due_at: AwareDatetime | None
     receiving_unit: str
     competent_unit: str
+
+
+# --- the archive ------------------------------------------------------------------------------
+class ArchivePass(Exchange):
+    """One pass of the archiver: the closed runs it copied and what is still waiting."""
+
+    archived: int = Field(description="Closed workflow runs copied in this pass")
+    already_archived: int = Field(description="Closed runs listed that were already copied")
+    pending_dossiers: int = Field(
+        description="Dossiers closed in the read model whose own history is not archived yet"
+    )
+    oldest_pending_closed_at: AwareDatetime | None = None

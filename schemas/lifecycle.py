@@ -25,6 +25,10 @@ class TimelineStep(StrEnum):
 
     # Intake at the receiving unit (Decree 61/2018 arts. 17-18).
     RECEIPT = "receipt and appointment slip"
+    # An incomplete dossier at intake: the supplement request (Circular 01/2018 form 02) and
+    # the citizen's supplement; no receipt and no clock in between.
+    INTAKE_SUPPLEMENT_REQUESTED = "intake supplement requested"
+    INTAKE_SUPPLEMENT_RECEIVED = "intake supplement received"
     TRANSFERRED = "transferred"
     # The competent unit's lane.
     REGISTRIES_CONSULTED = "registries consulted"
@@ -34,6 +38,8 @@ class TimelineStep(StrEnum):
     AWAITING_CERTIFICATION = "awaiting certification"
     CERTIFIED = "certified"
     APPROVED = "approved"
+    E_SIGNATURE_REFUSED = "e-signature refused"
+    SIGNED_ON_PAPER = "signed on paper"
     FEES_REQUESTED = "fees requested"
     FEES_PAID = "fees paid"
     CLAIMED = "claimed"
@@ -72,11 +78,13 @@ class Holder(StrEnum):
 HOLDER: dict[Action, Holder] = {
     Action.APPRAISE: Holder.LANE,
     Action.REQUEST_SUPPLEMENT: Holder.LANE,
-    Action.PROVIDE_SUPPLEMENT: Holder.LANE,
+    # At intake the dossier workflow takes it (an incomplete dossier), later the lane.
+    Action.PROVIDE_SUPPLEMENT: Holder.CURRENT,
     Action.APPROVE: Holder.LANE,
     Action.REFUSE: Holder.LANE,
     Action.CERTIFY: Holder.LANE,
     Action.CLAIM: Holder.LANE,
+    Action.RECORD_WET_SIGNATURE: Holder.LANE,
     Action.HAND_OVER: Holder.DOSSIER,
     Action.WITHDRAW: Holder.CURRENT,
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -27,6 +27,8 @@ from schemas.actions import Acknowledgement, Action, Step
 from schemas.dossier import DossierFiling, DossierSubmission, DossierView, TimelineEntry
 from schemas.lifecycle import HOLDER, Holder
 from schemas.statuses import DossierStatus
+from store import views
+from store.db import engine_for
 from store.idempotency import claim
 from store.sequences import next_value
 from workflows import search_attributes as sa
@@ -205,12 +207,49 @@ async def _start_workflow(
     )
 
 
-async def status(client: Client, code: str) -> DossierView:
+async def status(client: Client, database_url: str, code: str) -> DossierView:
+    """The dossier's status: a closed dossier's from the read model (no worker replays it,
+    and Temporal may have deleted its history), an open one's from its workflow."""
+    recorded = await _recorded(database_url, code)
+    if recorded is not None and recorded.closed:
+        return recorded.view
+    return await _live_or_recorded(live_status(client, code), recorded, lambda r: r.view)
+
+
+async def timeline(client: Client, database_url: str, code: str) -> list[TimelineEntry]:
+    """Every step of the dossier, from where `status` reads it."""
+    recorded = await _recorded(database_url, code)
+    if recorded is not None and recorded.closed:
+        return recorded.timeline
+    return await _live_or_recorded(live_timeline(client, code), recorded, lambda r: r.timeline)
+
+
+async def live_status(client: Client, code: str) -> DossierView:
+    """What the dossier's workflow says now: where the next step is taken."""
     return await _query(client, code, DossierWorkflow.status)
 
 
-async def timeline(client: Client, code: str) -> list[TimelineEntry]:
+async def live_timeline(client: Client, code: str) -> list[TimelineEntry]:
     return await _query(client, code, DossierWorkflow.timeline)
+
+
+async def _recorded(database_url: str, code: str) -> views.DossierSnapshot | None:
+    async with engine_for(database_url).connect() as conn:
+        return await views.snapshot(conn, code)
+
+
+async def _live_or_recorded(
+    live: Awaitable[T],
+    recorded: views.DossierSnapshot | None,
+    pick: Callable[[views.DossierSnapshot], T],
+) -> T:
+    try:
+        return await live
+    except RPCError as err:
+        # Closed while we looked, then gone from Temporal: the record is the answer.
+        if err.status is RPCStatusCode.NOT_FOUND and recorded is not None:
+            return pick(recorded)
+        raise
 
 
 async def _query(client: Client, code: str, query: Callable[[DossierWorkflow], T]) -> T:
@@ -257,7 +296,7 @@ async def _holder(client: Client, place: Whereabouts, action: Action) -> str:
         return place.code
     if holder is Holder.CURRENT:
         # Intake, lane or past the decision: only the dossier knows, so ask it.
-        return (await status(client, place.code)).handled_by
+        return (await live_status(client, place.code)).handled_by
     return lanes.lane_workflow_id(place.code, place.lane)
 
 
@@ -289,7 +328,7 @@ async def act(
                 if holder == code:
                     raise
                 # No running lane: not yet started, or already finished.
-                view = await status(client, code)
+                view = await live_status(client, code)
                 if view.handled_by != holder:
                     raise ActionRefused(
                         f"{action.value} is not possible now: dossier {code} is "

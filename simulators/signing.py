@@ -28,12 +28,13 @@ from fastapi import Path as PathParam
 from pydantic import Field
 
 from config import load_simulator_settings
+from schemas.dossier import OFFICER_ID_PATTERN
 from simulators.common import ApiError, Body, Reply, create_sim_app, now_vn
 
 CA_COMMON_NAME = "Hanoi Dossier Engine Development CA"
 ORGANISATION = "Hanoi Dossier Engine (development)"
 ALGORITHM = "ECDSA-P256-SHA256"
-SIGNER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # also a safe file name
+SIGNER_ID_PATTERN = OFFICER_ID_PATTERN  # the engine's officer ids; also a safe file name
 CA_VALIDITY = timedelta(days=3650)
 SIGNER_VALIDITY = timedelta(days=730)
 # Backdate notBefore a little: a verifier whose clock runs slightly behind still accepts.

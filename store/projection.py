@@ -11,6 +11,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
@@ -21,7 +22,15 @@ from schemas.dossier import DossierView, TimelineEntry
 from schemas.exchanges import ProjectionReceipt, ProjectionRecord
 from store import audit
 from store.db import run_write
-from store.tables import audit_events, dossiers, tasks, webhook_subscriptions
+from store.tables import (
+    audit_events,
+    dossier_snapshots,
+    dossiers,
+    tasks,
+    webhook_subscriptions,
+)
+
+_TIMELINE = TypeAdapter(list[TimelineEntry])
 
 
 def dossier_values(view: DossierView, last_event_seq: int, updated_at: datetime) -> dict[str, Any]:
@@ -156,10 +165,14 @@ def write_many(conn: Connection, records: list[ProjectionRecord]) -> list[Projec
     if new_events:
         conn.execute(audit_events.insert(), [e.model_dump() for e in new_events])
 
-    latest = {r.view.code: r for r in records}
+    latest = {r.view.code: (r, e) for r, e in zip(records, events, strict=True)}
     _replace_dossiers(
         conn,
-        [(r.view, r.timeline, heads[code][0]) for code, r in latest.items() if code in heads],
+        [
+            (r.view, _as_logged(r.timeline, e), heads[code][0])
+            for code, (r, e) in latest.items()
+            if code in heads
+        ],
     )
     units = sorted({u for r in records for u in (r.view.receiving_unit, r.view.competent_unit)})
     watched: dict[str, int] = {
@@ -182,6 +195,14 @@ def write_many(conn: Connection, records: list[ProjectionRecord]) -> list[Projec
         )
         for record, event in zip(records, events, strict=True)
     ]
+
+
+def _as_logged(timeline: list[TimelineEntry], event: audit.AuditEvent) -> list[TimelineEntry]:
+    """The timeline as the workflow shows it once the receipt is in: its last step at the time
+    the audit log holds (a step written again keeps its first time)."""
+    if not timeline:
+        return timeline
+    return [*timeline[:-1], timeline[-1].model_copy(update={"at": event.at})]
 
 
 async def replace_dossier(
@@ -214,6 +235,28 @@ def _replace_dossiers(
             set_={name: insert.excluded[name] for name in rows[0] if name != "code"},
         ),
         rows,
+    )
+    snapshots = [
+        {
+            "code": view.code,
+            "view": view.model_dump_json(),
+            "timeline": _TIMELINE.dump_json(timeline).decode(),
+            "last_event_seq": last_seq,
+            "closed": view.closed_at is not None,
+        }
+        for view, timeline, last_seq in dossier_states
+    ]
+    insert_snapshot = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(
+        dossier_snapshots
+    )
+    conn.execute(
+        insert_snapshot.on_conflict_do_update(
+            index_elements=[dossier_snapshots.c.code],
+            set_={name: insert_snapshot.excluded[name] for name in snapshots[0] if name != "code"},
+            # A step written again late never takes a dossier back to an earlier state.
+            where=dossier_snapshots.c.last_event_seq <= insert_snapshot.excluded.last_event_seq,
+        ),
+        snapshots,
     )
     codes = [view.code for view, _, _ in dossier_states]
     conn.execute(delete(tasks).where(tasks.c.dossier_code.in_(codes)))

@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     Text,
@@ -143,6 +144,41 @@ tasks = Table(
         sqlite_where=text("done_at IS NULL"),
     ),
     Index("ix_tasks_dossier", "dossier_code"),
+)
+
+# A dossier as its workflow last showed it: the `status` and `timeline` answers as JSON,
+# written with each step. Closed dossiers are read from here, not replayed on a worker, and
+# stay readable after Temporal has deleted their histories.
+dossier_snapshots = Table(
+    "dossier_snapshots",
+    metadata,
+    Column("code", String(40), primary_key=True),
+    Column("view", Text, nullable=False, comment="DossierView as JSON"),
+    Column("timeline", Text, nullable=False, comment="list of TimelineEntry as JSON"),
+    Column("last_event_seq", Integer, nullable=False),
+    Column("closed", Boolean, nullable=False, server_default=text("false")),
+)
+
+# Every closed run of a dossier's workflows, its history copied from Temporal before the
+# namespace's retention deletes it: the protobuf History, payloads encrypted as stored,
+# zlib-compressed, with the SHA-256 of the uncompressed bytes. Only the archiver writes here;
+# triggers refuse UPDATE and DELETE.
+archived_histories = Table(
+    "archived_histories",
+    metadata,
+    Column("workflow_id", String(80), primary_key=True),
+    Column("run_id", String(64), primary_key=True),
+    Column("dossier_code", String(40), nullable=False),
+    Column("workflow_type", String(40), nullable=False),
+    Column("execution_status", String(24), nullable=False),
+    Column("closed_at", UTCDateTime(), nullable=False),
+    Column("archived_at", UTCDateTime(), nullable=False),
+    Column("event_count", Integer, nullable=False),
+    Column("history_bytes", Integer, nullable=False, comment="size before compression"),
+    Column("sha256", String(64), nullable=False),
+    Column("history", LargeBinary, nullable=False),
+    Index("ix_archived_histories_dossier", "dossier_code"),
+    Index("ix_archived_histories_closed", "closed_at"),
 )
 
 # Append-only and hash-chained per dossier; triggers refuse UPDATE and DELETE.

@@ -17,14 +17,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 from sqlalchemy import LABEL_STYLE_TABLENAME_PLUS_COL, Column, Table, and_, or_, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.codes import is_dossier_code
+from schemas.dossier import DossierView, TimelineEntry
 from schemas.statuses import DossierStatus, Outcome, Stage
-from store.tables import dossiers, tasks
+from store.tables import dossier_snapshots, dossiers, tasks
 
 
 class Record(BaseModel):
@@ -112,6 +113,37 @@ def aware(value: datetime) -> datetime:
 def check_limit(limit: int) -> None:
     if limit < 1:
         raise ValueError(f"limit: must be at least 1, not {limit}")
+
+
+# --- one dossier ------------------------------------------------------------------------------
+class DossierSnapshot(Record):
+    """A dossier's `status` and `timeline` answers as its workflow last gave them."""
+
+    view: DossierView
+    timeline: list[TimelineEntry]
+    closed: bool
+
+
+async def snapshot(conn: AsyncConnection, code: str) -> DossierSnapshot | None:
+    """The dossier as its last step left it; None for a code the read model has never seen."""
+    s = dossier_snapshots.c
+    row = (await conn.execute(select(s.view, s.timeline, s.closed).where(s.code == code))).first()
+    if row is None:
+        return None
+    return DossierSnapshot(
+        view=DossierView.model_validate_json(row.view),
+        timeline=_TIMELINE.validate_json(row.timeline),
+        closed=bool(row.closed),
+    )
+
+
+async def recorded_codes(conn: AsyncConnection) -> list[str]:
+    """Every dossier the read model has a record of."""
+    rows = await conn.execute(select(dossier_snapshots.c.code).order_by(dossier_snapshots.c.code))
+    return [str(row.code) for row in rows]
+
+
+_TIMELINE: TypeAdapter[list[TimelineEntry]] = TypeAdapter(list[TimelineEntry])
 
 
 # --- a unit's dossiers --------------------------------------------------------------------------

@@ -105,7 +105,7 @@ async def submit(stack: EngineStack, sub: DossierSubmission) -> str:
 
 
 async def view(stack: EngineStack, code: str) -> DossierView:
-    return await dossiers.status(stack.client, code)
+    return await dossiers.status(stack.client, stack.settings.database_url, code)
 
 
 async def wait_for(
@@ -138,7 +138,7 @@ async def result(stack: EngineStack, code: str, timeout: float = 60) -> DossierR
 
 
 async def timeline(stack: EngineStack, code: str) -> list[TimelineEntry]:
-    return await dossiers.timeline(stack.client, code)
+    return await dossiers.timeline(stack.client, stack.settings.database_url, code)
 
 
 def portal_statuses(stack: EngineStack, code: str) -> list[int]:

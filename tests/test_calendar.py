@@ -126,7 +126,14 @@ def test_due_at_over_weekend_and_holidays() -> None:
     ("received", "due"),
     [
         ("2026-03-04 14:59", "2026-03-04 17:00"),  # before 15:00: same day
-        ("2026-03-04 15:00", "2026-03-05 17:00"),  # at 15:00: next working day
+        # Decree 23/2015 art. 7, "sau 15 giờ" is strictly after: Wed 4 Mar 2026 at 15:00:00
+        # is due that Wednesday at 17:00; one second later, Thursday 5 Mar at 17:00.
+        ("2026-03-04 15:00:00", "2026-03-04 17:00"),
+        ("2026-03-04 15:00:00.900", "2026-03-04 17:00"),  # the receipt says 15:00:00
+        ("2026-03-04 15:00:01", "2026-03-05 17:00"),
+        # Fri 6 Mar 2026 at 15:00:00: that Friday; at 15:00:01: Monday 9 Mar.
+        ("2026-03-06 15:00:00", "2026-03-06 17:00"),
+        ("2026-03-06 15:00:01", "2026-03-09 17:00"),
         ("2026-03-04 16:30", "2026-03-05 17:00"),
         ("2026-03-04 06:00", "2026-03-04 17:00"),  # before opening: same day
         ("2026-03-04 12:30", "2026-03-04 17:00"),  # lunch break
@@ -146,6 +153,16 @@ def test_certification_custom_cutoff() -> None:
     assert CAL.due_at(at("2026-03-04 15:30"), SameDayDeadline(cutoff=time(16))) == at(
         "2026-03-04 17:00"
     )
+    # At the custom cutoff itself: the same day (16:00:00 is not after 16:00).
+    assert CAL.due_at(at("2026-03-04 16:00"), SameDayDeadline(cutoff=time(16))) == at(
+        "2026-03-04 17:00"
+    )
+
+
+def test_cli_certification_at_exactly_15h(capsys: pytest.CaptureFixture[str]) -> None:
+    # Wed 4 Mar 2026 15:00:00 -> the same day, 17:00.
+    assert main(["due", "--certification", "--received", "2026-03-04T15:00:00+07:00"]) == 0
+    assert capsys.readouterr().out == "2026-03-04T17:00:00+07:00\n"
 
 
 def test_naive_datetimes_are_refused() -> None:
@@ -471,3 +488,76 @@ def test_cli_procedure_from_the_real_catalogue() -> None:
         assert done.returncode == 0, done.stderr
         expected = CAL.due_at(datetime.fromisoformat(received), procedure.deadline)
         assert done.stdout == f"{expected.isoformat()}\n"
+
+
+# --- the apology slip's latest moment (Decree 61/2018 art. 19(9)) ----------------------------
+@pytest.mark.parametrize(
+    ("due", "latest"),
+    [
+        # Due Tue 1 Dec 2026 17:00: the day before is Mon 30 Nov, a working day; by its 17:00.
+        ("2026-12-01 17:00", "2026-11-30 17:00"),
+        # Due Mon 30 Nov 2026: Sat 28 and Sun 29 are days off; the Friday before, 27 Nov 17:00.
+        ("2026-11-30 17:00", "2026-11-27 17:00"),
+        # Due Thu 3 Sep 2026: Sat 29 Aug - Wed 2 Sep are days off; Fri 28 Aug 17:00.
+        ("2026-09-03 17:00", "2026-08-28 17:00"),
+        # Due Mon 23 Feb 2026, after Tết (16-20 Feb off): Fri 13 Feb 17:00.
+        ("2026-02-23 17:00", "2026-02-13 17:00"),
+        # Due Mon 24 Aug 2026: the make-up working Saturday 22 Aug counts; 22 Aug 17:00.
+        ("2026-08-24 17:00", "2026-08-22 17:00"),
+        # An appointment moved by a paused clock to Wed 2 Dec 2026 10:30: the day before is
+        # Tue 1 Dec, by 17:00; never on the due day itself.
+        ("2026-12-02 10:30", "2026-12-01 17:00"),
+    ],
+)
+def test_apology_slip_at_the_latest_one_working_day_before_the_due_date(
+    due: str, latest: str
+) -> None:
+    from domain.clock import apology_by
+
+    moment = apology_by(CAL, at(due), wd(3))
+    assert moment == at(latest)
+    assert moment.date() < at(due).date()
+
+
+def test_apology_slip_of_a_same_day_certification_one_working_hour_before() -> None:
+    from domain.clock import apology_by, warn_at
+
+    # Due Fri 27 Nov 2026 17:00, received that morning: no day before it; 16:00 (unconfirmed).
+    assert apology_by(CAL, at("2026-11-27 17:00"), CERT) == at("2026-11-27 16:00")
+    assert warn_at(CAL, at("2026-11-27 17:00"), CERT) == at("2026-11-27 15:00")
+
+
+def test_apology_slip_when_the_day_before_had_passed_at_receipt() -> None:
+    from domain.clock import apology_by
+
+    # One working day, received Mon 30 Nov 2026 at 10:00: due Tue 1 Dec 17:00, slip by Mon
+    # 30 Nov 17:00, the day of receipt itself.
+    due = CAL.due_at(at("2026-11-30 10:00"), wd(1))
+    assert due == at("2026-12-01 17:00")
+    assert apology_by(CAL, due, wd(1), at("2026-11-30 10:00")) == at("2026-11-30 17:00")
+    # Received Mon 30 Nov 2026 at 18:30: the same appointment, but Monday 17:00 had passed at
+    # receipt; one working hour before the appointment instead, Tue 1 Dec 16:00.
+    assert apology_by(CAL, due, wd(1), at("2026-11-30 18:30")) == at("2026-12-01 16:00")
+
+
+def test_the_unit_is_warned_one_working_day_before_the_apology() -> None:
+    from domain.clock import warn_at
+
+    # Due Tue 1 Dec 2026: apology by Mon 30 Nov 17:00, warning at Fri 27 Nov 17:00.
+    assert warn_at(CAL, at("2026-12-01 17:00"), wd(3)) == at("2026-11-27 17:00")
+    # Due Thu 3 Sep 2026: apology by Fri 28 Aug 17:00; warning Thu 27 Aug 17:00.
+    assert warn_at(CAL, at("2026-09-03 17:00"), wd(3)) == at("2026-08-27 17:00")
+
+
+def test_cli_apology_by(capsys: pytest.CaptureFixture[str]) -> None:
+    # Due Mon 30 Nov 2026 17:00 -> Fri 27 Nov 2026 17:00 (the weekend is no working day).
+    done = run_cli("apology-by", "--due", "2026-11-30T17:00+07:00")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "2026-11-27T17:00:00+07:00\n"
+    # Without an offset it is Hanoi time; a same-day certification gets one working hour.
+    assert main(["apology-by", "--due", "2026-11-27T17:00", "--certification"]) == 0
+    assert capsys.readouterr().out == "2026-11-27T16:00:00+07:00\n"
+    with pytest.raises(SystemExit) as exited:
+        main(["apology-by", "--due", "30/11/2026"])
+    assert exited.value.code == 2
+    assert "--due" in capsys.readouterr().err

@@ -73,7 +73,11 @@ def test_procedure_counts(catalogue: Catalogue) -> None:
     assert len(procedures) >= 28
     assert tiers[Tier.WARD] > 0 and tiers[Tier.CITY] > 0
     assert sum(p.certification for p in procedures) >= 5
-    assert sum(p.supplement_rule is SupplementRule.PAUSE for p in procedures) >= 3
+    # Decree 61/2018 art. 19(4) everywhere unless the entry names the procedure's own text.
+    for p in procedures:
+        if p.supplement_text is None:
+            assert p.supplement_rule is SupplementRule.RESTART, p.code
+            assert (p.supplement_requests, p.supplement_window_days) == (1, 3), p.code
 
 
 def test_codes_unique_in_the_files() -> None:
@@ -186,6 +190,33 @@ def test_same_day_deadline_outside_certification(tmp_path: Path) -> None:
         entries[index]["deadline"] = {"kind": "same_day", "cutoff": "15:00:00"}
 
     _expect_error(tmp_path, "procedures", same_day, f"entry {index} (1.001193): deadline.kind")
+
+
+def test_supplement_terms_other_than_the_decree_need_the_procedure_text(tmp_path: Path) -> None:
+    index = _index_of(_raw(PROCEDURES_FILE, "procedures"), "1.013979")
+
+    def pause(entries: list[dict[str, Any]]) -> None:
+        entries[index]["supplement_rule"] = "pause"
+
+    def two_requests(entries: list[dict[str, Any]]) -> None:
+        entries[index]["supplement_requests"] = 2
+
+    def longer_window(entries: list[dict[str, Any]]) -> None:
+        entries[index]["supplement_window_days"] = 5
+
+    where = f"entry {index} (1.013979): supplement_text: "
+    _expect_error(tmp_path, "procedures", pause, where, "pause rule needs the procedure's text")
+    _expect_error(tmp_path, "procedures", two_requests, where, "more than one supplement")
+    _expect_error(tmp_path, "procedures", longer_window, where, "other than 3 working days")
+
+    def with_text(entries: list[dict[str, Any]]) -> None:
+        pause(entries)
+        two_requests(entries)
+        entries[index]["supplement_text"] = "Quyết định công bố thủ tục (văn bản thử)"
+
+    procedure = load_catalogue(procedures_path=_broken(tmp_path, "procedures", with_text))
+    land = procedure.procedure("1.013979")
+    assert land.supplement_rule is SupplementRule.PAUSE and land.supplement_requests == 2
 
 
 def test_unknown_department(tmp_path: Path) -> None:

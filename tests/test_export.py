@@ -117,17 +117,22 @@ async def test_exported_history_replays(
     stack: EngineStack, closed: tuple[str, DossierResult], tmp_path: Path
 ) -> None:
     code, _ = closed
-    out = tmp_path / "history.json"
+    out = tmp_path / "histories"
 
     done = await ops_cli(stack, "export", "history", code, "--out", str(out))
 
     assert done.returncode == 0, done.stderr
-    bundle = json.loads(out.read_text(encoding="utf-8"))
-    assert bundle["dossier_code"] == code
-    assert [h["workflow_id"] for h in bundle["histories"]] == [code, f"{code}.processing"]
+    files = sorted(out.glob("*.json"))
+    assert sorted(f.name.split("@")[0] for f in files) == [code, f"{code}.processing"]
+    # Temporal's own JSON history, as `temporal workflow show --output json` writes it.
+    for file in files:
+        assert set(json.loads(file.read_text(encoding="utf-8"))) == {"events"}
     report = await replay(load_histories(out), data_converter=stack.client.data_converter)
     assert (report.histories, report.broken) == (2, 0), report
-    assert [r.workflow_type for r in report.results] == ["Dossier", "Processing"]
+    assert {(r.workflow_id, r.workflow_type) for r in report.results} == {
+        (code, "Dossier"),
+        (f"{code}.processing", "Processing"),
+    }
 
 
 async def test_replay_command_on_a_visibility_query(
@@ -151,7 +156,7 @@ async def test_timeline_rows_carry_status_portal_code_and_the_legal_clock(
     stack: EngineStack, closed: tuple[str, DossierResult]
 ) -> None:
     code, outcome = closed
-    timeline = await dossier_timeline(stack.client, code)
+    timeline = await dossier_timeline(stack.client, stack.settings.database_url, code)
     rows = timeline.rows
 
     assert [(r.step, r.status) for r in rows if r.step not in CLOCK_STEPS] == STEPS

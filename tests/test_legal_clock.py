@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 
 from domain.calendar import HANOI, default_calendar
+from domain.clock import apology_by
 from schemas.actions import Action, HandOver, Supplement, SupplementRequest
 from schemas.catalogue import DeliveryChannel, WorkingDaysDeadline
 from schemas.dossier import SubmittedDocument, TimelineEntry
@@ -29,7 +30,7 @@ from tests.driver import (
 from tests.test_lifecycle import approve_through
 
 BUSINESS_HOUSEHOLD = "1.001612"  # 3 working days, the decree's restart rule
-LAND_CERTIFICATE = "1.013979"  # 3 working days, the pause rule
+LAND_CERTIFICATE = "1.013979"  # 3 working days, the decree's restart rule
 
 pytestmark = pytest.mark.usefixtures("time_skipping")
 
@@ -107,9 +108,12 @@ async def test_decree_rule_restarts_the_processing_time_from_the_complete_dossie
     assert portal_statuses(stack, code) == [2, 4, 5, 4, 6, 4, 9, 10]
 
 
-async def test_pause_rule_moves_the_appointment_back_by_the_working_time_spent_waiting(
+async def test_land_certificate_follows_the_decree_and_counts_again_from_the_complete_dossier(
     stack: EngineStack,
 ) -> None:
+    """The land procedures' entries name no text of their own for a paused clock, so Decree
+    61/2018 art. 19(4) holds: the processing time counts again from the complete dossier (the
+    pause rule itself is covered, with a procedure naming its text, in test_workflow_rules)."""
     parcel = sample_parcels()[3].parcel_id
     code = await submit(
         stack,
@@ -132,12 +136,12 @@ async def test_pause_rule_moves_the_appointment_back_by_the_working_time_spent_w
     received = entry(entries, "supplement received").at
 
     calendar = default_calendar()
-    waited = calendar.working_seconds_between(requested, received)
-    assert waited >= (2 * 8 + 5) * 3600
+    assert calendar.working_seconds_between(requested, received) >= (2 * 8 + 5) * 3600
     assert after.clock is not None
-    assert after.clock.paused_working_seconds == waited
-    assert after.clock.due_at == calendar.add_working_seconds(before.clock.due_at, waited)
-    assert calendar.working_seconds_between(before.clock.due_at, after.clock.due_at) == waited
+    assert after.clock.paused_working_seconds == 0
+    # E.g. received Mon 09:00, supplement requested at once, back Wed 14:00: due three working
+    # days after Wednesday, on Mon 17:00.
+    assert after.clock.due_at == calendar.due_at(received, WorkingDaysDeadline(days=3))
 
 
 async def test_one_apology_slip_with_one_new_appointment_then_overdue_and_late(
@@ -158,13 +162,20 @@ async def test_one_apology_slip_with_one_new_appointment_then_overdue_and_late(
     assert first.clock is not None
     promised = first.clock.due_at
     calendar = default_calendar()
-    apology_mark = calendar.subtract_working_seconds(promised, 8 * 3600)
+    # Decree 61/2018 art. 19(9): at the latest one day before the due date. Received Mon
+    # 09:00 (the default instant), 3 working days: due Thu 17:00, slip by Wed 17:00.
+    apology_mark = apology_by(calendar, promised, WorkingDaysDeadline(days=3))
+    due_day = promised.astimezone(HANOI).date()
+    assert apology_mark == calendar.closing_on(calendar.previous_working_day(due_day))
     lane = stack.client.get_workflow_handle(f"{code}.processing")
 
-    # Nobody appraises: past the apology mark, one working day before the appointment.
+    # Nobody appraises: past the apology mark, the day before the appointment.
     now = await stack.env.get_current_time(lane)
-    assert await stack.env.fast_forward(lane, apology_mark - now + timedelta(hours=1))
+    assert await stack.env.fast_forward(lane, apology_mark - now + timedelta(minutes=30))
     view = await wait_for(stack, code, Action.APPRAISE)
+    slip = next(e for e in await timeline(stack, code) if e.step == "apology slip")
+    assert apology_mark <= slip.at <= apology_mark + timedelta(minutes=30)
+    assert slip.at.astimezone(HANOI).date() < due_day
     new_due = calendar.due_at(promised, WorkingDaysDeadline(days=2))
     assert view.clock is not None and view.clock.apologized and view.clock.warned
     assert view.clock.due_at == new_due

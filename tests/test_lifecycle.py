@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from datetime import datetime, time, timedelta
 from pathlib import Path
 
@@ -18,16 +20,21 @@ from schemas.actions import (
     HandOver,
     Recommendation,
     Refusal,
+    Supplement,
+    WetSignature,
     Withdrawal,
 )
-from schemas.catalogue import DeliveryChannel
+from schemas.catalogue import DeliveryChannel, RequiredDocument
+from schemas.dossier import SubmittedDocument
 from schemas.statuses import DossierStatus, Outcome, Role
+from services import dossiers
 from simulators.seed import sample_civil_packages, sample_enterprises, unknown_citizen_id
 from tests.conftest import EngineStack
 from tests.driver import (
     act,
     officer,
     portal_statuses,
+    procedure,
     result,
     submission,
     submit,
@@ -257,16 +264,112 @@ async def test_identity_mismatch_is_rejected_at_intake(stack: EngineStack) -> No
     assert portal_statuses(stack, code) == [3]
 
 
-async def test_incomplete_dossier_is_rejected_at_intake_listing_what_is_missing(
+async def test_incomplete_dossier_gets_one_supplement_request_and_is_received_when_complete(
+    stack: EngineStack,
+) -> None:
+    """Circular 01/2018 form 02: an incomplete dossier is not refused. The counter asks for
+    everything missing at once; the dossier waits without a receipt and without a clock, and
+    is received, with its appointment, when complete."""
+    filed = submission(
+        BIRTH,
+        "cau-giay",
+        citizen=7,
+        skip_documents=2,
+        subject_reference=sample_civil_packages()[7].package_id,
+        delivery=DeliveryChannel.ONLINE,
+    )
+    required = procedure(BIRTH).required_documents
+    missing = list(required[:2])
+    code = await submit(stack, filed)
+    waiting = await wait_for(stack, code, Action.PROVIDE_SUPPLEMENT)
+    assert waiting.status is DossierStatus.SUPPLEMENT_REQUESTED
+    assert waiting.clock is None and waiting.stage.value == "intake"
+    assert waiting.handled_by == code
+    [asked] = [e for e in await timeline(stack, code) if e.step == "intake supplement requested"]
+    assert asked.note == "form 02, missing: " + ", ".join(d.name for d in missing)
+    assert "receipt and appointment slip" not in [e.step for e in await timeline(stack, code)]
+    assert portal_statuses(stack, code) == [5]
+    # Online filing: the citizen hears of it by notice (sent just after the step is recorded).
+    assert await notice_sent(stack, code, "intake_supplement")
+
+    # A supplement without everything form 02 listed is refused, naming what is still missing.
+    counter = officer(Role.COUNTER_OFFICER, "cau-giay")
+    with pytest.raises(dossiers.ActionRefused) as refused:
+        await act(
+            stack,
+            code,
+            Action.PROVIDE_SUPPLEMENT,
+            Supplement(officer=counter, documents=[document(missing[0])]),
+        )
+    assert str(refused.value) == (
+        "documents: the supplement must include every document form 02 asked for; "
+        f"missing {missing[1].kind}"
+    )
+    await act(
+        stack,
+        code,
+        Action.PROVIDE_SUPPLEMENT,
+        Supplement(officer=counter, documents=[document(d) for d in missing]),
+    )
+    received = await wait_for(stack, code, Action.APPRAISE)
+    entries = await timeline(stack, code)
+    steps = [e.step for e in entries]
+    assert steps[:3] == [
+        "intake supplement requested",
+        "intake supplement received",
+        "receipt and appointment slip",
+    ]
+    [complete] = [e.at for e in entries if e.step == "intake supplement received"]
+    # Received when complete: the dossier's receipt instant is the supplement's, and the one
+    # working day counts from it (e.g. complete Mon 09:05 -> due Tue 17:00).
+    assert received.received_at == complete
+    assert received.received_at > waiting.received_at
+    assert received.clock is not None
+    assert received.clock.due_at == default_calendar().due_at(complete, procedure(BIRTH).deadline)
+    assert portal_statuses(stack, code)[:3] == [5, 2, 4]
+    await act(
+        stack,
+        code,
+        Action.WITHDRAW,
+        Withdrawal(officer=counter, reason="công dân rút hồ sơ"),
+    )
+    assert (await result(stack, code)).outcome is Outcome.WITHDRAWN
+
+
+async def test_a_dossier_waiting_for_its_intake_supplement_can_be_withdrawn(
     stack: EngineStack,
 ) -> None:
     code = await submit(
-        stack, submission(BUSINESS_HOUSEHOLD, "cau-giay", citizen=7, skip_documents=1)
+        stack, submission(BUSINESS_HOUSEHOLD, "cau-giay", citizen=10, skip_documents=1)
+    )
+    await wait_for(stack, code, Action.PROVIDE_SUPPLEMENT)
+    await act(
+        stack,
+        code,
+        Action.WITHDRAW,
+        Withdrawal(officer=officer(Role.COUNTER_OFFICER, "cau-giay"), reason="không bổ sung"),
     )
     outcome = await result(stack, code)
+    assert outcome.outcome is Outcome.WITHDRAWN and outcome.due_at is None
+    assert portal_statuses(stack, code) == [5, 7]
 
-    assert outcome.outcome is Outcome.REJECTED_AT_INTAKE
-    assert outcome.reason is not None and outcome.reason.startswith("incomplete dossier, missing: ")
+
+def document(required: RequiredDocument) -> SubmittedDocument:
+    return SubmittedDocument(kind=required.kind, title=required.name, pages=2)
+
+
+async def notice_sent(stack: EngineStack, code: str, template: str) -> bool:
+    for _ in range(100):
+        calls = httpx.get(f"{stack.simulators.url('notify')}/_sim/calls").json()
+        if any(
+            c["body"]
+            and c["body"].get("dossier_code") == code
+            and c["body"].get("template") == template
+            for c in calls
+        ):
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def test_a_registry_refusal_ends_in_a_clear_state_without_retrying(
@@ -313,11 +416,12 @@ async def test_a_transient_registry_fault_is_retried_to_success(stack: EngineSta
     assert len(failures) >= 2
 
 
-async def test_a_lane_that_cannot_go_on_stops_the_dossier_with_the_reason(
+async def test_a_refused_e_signature_is_signed_on_paper_and_the_dossier_goes_on(
     stack: EngineStack,
 ) -> None:
-    """The signing service refuses the signature (4xx): the dossier stops, status 8, with the
-    signing service's message, instead of retrying for ever or hanging half-done."""
+    """The signing service refuses the signature (4xx, as for an officer without a usable
+    certificate): the leader signs on paper and records it (who, when, the scan's SHA-256);
+    the dossier goes on to its return, flagged, and is never stopped for this."""
     package = sample_civil_packages()[40].package_id
     code = await submit(stack, submission(BIRTH, "yen-hoa", citizen=40, subject_reference=package))
     await act(
@@ -331,12 +435,41 @@ async def test_a_lane_that_cannot_go_on_stops_the_dossier_with_the_reason(
     await wait_for(stack, code, Action.APPROVE)
     signing = stack.simulators.url("signing")
     httpx.post(f"{signing}/_sim/faults", json={"fail_next": 1, "status": 403}).raise_for_status()
-    await act(stack, code, Action.APPROVE, Approval(officer=officer(Role.LEADER, "yen-hoa")))
+    leader = officer(Role.LEADER, "yen-hoa")
+    await act(stack, code, Action.APPROVE, Approval(officer=leader))
+    waiting = await wait_for(stack, code, Action.RECORD_WET_SIGNATURE)
+    assert waiting.status is DossierStatus.IN_PROCESSING
+    [refused] = [e for e in await timeline(stack, code) if e.step == "e-signature refused"]
+    assert "signing service refused POST /v1/sign: 403" in refused.note
+
+    scan = hashlib.sha256(b"the decision, signed in ink and scanned").hexdigest()
+    now = refused.at  # signed in ink as soon as the e-signature was refused
+    specialist = officer(Role.SPECIALIST, "yen-hoa")
+    with pytest.raises(dossiers.ActionRefused) as wrong_role:
+        await act(
+            stack,
+            code,
+            Action.RECORD_WET_SIGNATURE,
+            WetSignature(officer=specialist, signed_at=now, scan_sha256=scan),
+        )
+    assert str(wrong_role.value).startswith("record_wet_signature needs role leader")
+    await act(
+        stack,
+        code,
+        Action.RECORD_WET_SIGNATURE,
+        WetSignature(officer=leader, signed_at=now, scan_sha256=scan),
+    )
+    await act(
+        stack, code, Action.HAND_OVER, HandOver(officer=officer(Role.COUNTER_OFFICER, "yen-hoa"))
+    )
     outcome = await result(stack, code)
 
-    assert outcome.outcome is Outcome.STOPPED and outcome.status is DossierStatus.STOPPED
-    assert outcome.reason is not None
-    assert outcome.reason.startswith(
-        "processing stopped: signing service refused POST /v1/sign: 403"
-    )
-    assert portal_statuses(stack, code) == [2, 4, 8]
+    assert outcome.outcome is Outcome.APPROVED and outcome.status is DossierStatus.RETURNED
+    [decision] = outcome.documents
+    assert decision.signature is None and decision.wet_ink is not None
+    assert decision.wet_ink.signed_by.officer_id == leader.officer_id
+    assert decision.wet_ink.scan_sha256 == scan and decision.wet_ink.signed_at == now
+    steps = [e.step for e in await timeline(stack, code)]
+    assert steps.index("e-signature refused") < steps.index("signed on paper")
+    assert "closed: stopped" not in steps
+    assert 8 not in portal_statuses(stack, code)

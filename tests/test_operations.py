@@ -165,7 +165,7 @@ async def submit_birth(
 async def awaiting(client: Client, code: str, action: Action, timeout: float = 60) -> DossierView:
     deadline = time.monotonic() + timeout
     while True:
-        view = await dossiers.status(client, code)
+        view = await dossiers.live_status(client, code)
         if any(a.action == action.value for a in view.awaiting):
             return view
         if view.stage is Stage.CLOSED or time.monotonic() > deadline:
@@ -202,7 +202,7 @@ async def projected(client: Client, database_url: str, code: str) -> int:
     """Until the read model holds every step of the timeline (the write follows the state the
     query shows by one local activity); returns the chain's length."""
     for _ in range(200):
-        steps = await dossiers.timeline(client, code)
+        steps = await dossiers.timeline(client, database_url, code)
         chain = await chain_of(database_url, code)
         if len([e for e in chain if not e.event_key.startswith("operator:")]) >= len(steps):
             return len(chain)
@@ -218,7 +218,7 @@ async def chain_of(database_url: str, code: str) -> list[AuditEvent]:
 async def verified(client: Client, database_url: str, code: str) -> int:
     """The dossier's chain verifies against its histories; returns its length."""
     async with engine_for(database_url).connect() as conn:
-        report = await audit_ops.verify(conn, client, code)
+        report = await audit_ops.verify(conn, client, database_url, code)
     assert report.broken is None, report.broken
     return report.events
 
@@ -351,7 +351,7 @@ async def test_after_the_population_registry_outage_stuck_lists_them_and_one_bat
     # They move on at once, not at their next attempt, and close.
     for code in codes:
         receipt = await awaiting(client, code, Action.APPRAISE)
-        steps = await dossiers.timeline(client, code)
+        steps = await dossiers.timeline(client, config.database_url, code)
         assert steps[0].step == "receipt and appointment slip"
         assert steps[0].at < next_attempts[code], (steps[0].at, next_attempts[code])
         assert receipt.status.value == "in_processing"

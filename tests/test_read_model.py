@@ -94,17 +94,18 @@ async def test_each_step_is_one_chained_audit_event_and_the_rows_match_the_dossi
             select(tasks).where(tasks.c.dossier_code == code).order_by(tasks.c.since)
         )
     ).all()
-    # Every awaited step became a task at its unit and role, and each is done now.
+    # Every awaited step became a task at its unit and role, and each is done now. After the
+    # one supplement request (Decree 61/2018 art. 19(4)) the specialist may only appraise.
     assert [(t.action, t.role, t.done_by) for t in inbox] == [
         ("appraise/request_supplement", "specialist", "hong-ha.specialist.1"),
         ("provide_supplement", "counter_officer", "hong-ha.counter_officer.1"),
-        ("appraise/request_supplement", "specialist", "hong-ha.specialist.1"),
+        ("appraise", "specialist", "hong-ha.specialist.1"),
         ("approve/refuse", "leader", "hong-ha.leader.1"),
         ("hand_over", "counter_officer", "hong-ha.counter_officer.1"),
     ]
     assert all(t.done_at is not None for t in inbox)
 
-    report = await audit_ops.verify(conn, stack.client, code)
+    report = await audit_ops.verify(conn, stack.client, stack.settings.database_url, code)
     assert report.broken is None and report.events == len(chain)
     cli = await ops_cli(stack, "audit", "verify", code)
     assert cli.returncode == 0, cli.stderr
@@ -227,7 +228,7 @@ async def test_a_reset_is_an_operator_event_and_the_steps_run_again_are_new_even
     assert kinds[-1] == "closed_approved"
     assert audit.first_break(chain) is None
     async with engine.connect() as c:
-        report = await audit_ops.verify(c, stack.client, code)
+        report = await audit_ops.verify(c, stack.client, stack.settings.database_url, code)
     assert report.broken is None, report.broken
 
 
@@ -252,7 +253,7 @@ async def test_an_event_altered_behind_the_systems_back_is_named(
         )
     try:
         async with engine.connect() as c:
-            report = await audit_ops.verify(c, stack.client)
+            report = await audit_ops.verify(c, stack.client, stack.settings.database_url)
         assert report.broken is not None
         assert (report.broken.dossier_code, report.broken.seq) == (code, 3)
         assert "hash does not match" in report.broken.reason

@@ -29,8 +29,9 @@ from temporalio.worker import Worker
 from activities import clock
 from bootstrap import sandbox_runner
 from domain import lanes
-from domain.calendar import default_calendar
+from domain.calendar import HANOI, default_calendar
 from domain.catalogue import default_catalogue
+from domain.clock import apology_by, warn_at
 from domain.codes import dossier_code
 from embedded import temporal_cli
 from schemas.actions import (
@@ -45,7 +46,7 @@ from schemas.actions import (
     SupplementRequest,
     Withdrawal,
 )
-from schemas.catalogue import DeliveryChannel, WorkingDaysDeadline
+from schemas.catalogue import DeliveryChannel, SupplementRule, WorkingDaysDeadline
 from schemas.dossier import ClockState, DossierView, SubmittedDocument, TimelineEntry
 from schemas.exchanges import (
     FeeReceipt,
@@ -77,7 +78,12 @@ from workflows.dossier import DossierWorkflow
 from workflows.processing import ProcessingWorkflow
 
 BUSINESS_HOUSEHOLD = "1.001612"  # 3 working days, the decree's restart rule, a fee
-LAND_CERTIFICATE = "1.013979"  # 3 working days, the pause rule
+LAND_CERTIFICATE = "1.013979"  # 3 working days
+# Supplement terms a procedure's own text may set (no shipped entry has one: catalogue note).
+PAUSE_BY_ITS_TEXT = {
+    "supplement_rule": SupplementRule.PAUSE,
+    "supplement_text": "the procedure's own text (test entry)",
+}
 BIRTH = "1.001193"  # 1 working day, no fee
 WORKING_HOUR = 3600
 WORKING_DAY = 8 * WORKING_HOUR
@@ -239,13 +245,17 @@ async def file(
     citizen: int,
     competent_unit: str | None = None,
     delivery: DeliveryChannel = DeliveryChannel.ONLINE,
+    terms: dict[str, Any] | None = None,
 ) -> str:
     """A dossier received at the tests' instant: its start is delayed to that instant and its
-    clock fast-forwarded over the delay."""
+    clock fast-forwarded over the delay. `terms` changes the procedure's entry for this dossier
+    (as a catalogue entry naming its own text would)."""
     filed = submission(
         procedure_code, unit, citizen=citizen, competent_unit=competent_unit, delivery=delivery
     )
     filing = prepare_filing(filed, default_catalogue(), rules.start_at)
+    if terms:
+        filing = filing.model_copy(update={"procedure": filing.procedure.model_copy(update=terms)})
     code = dossier_code(
         filing.receiving_unit.agency_code, filing.received_at.date(), next(SEQUENCE)
     )
@@ -451,23 +461,35 @@ async def test_warning_then_one_apology_slip_with_one_new_appointment_then_overd
     promised = clock_of(first).due_at
     calendar = default_calendar()
 
-    # Two working days before the appointment the unit's leaders are warned.
+    deadline = WorkingDaysDeadline(days=3)
+    apology_latest = apology_by(calendar, promised, deadline)
+    # Hand computation at the default instant: received Mon 09:00, 3 working days -> due Thu
+    # 17:00; the slip at the latest on Wed 17:00 (the last working day before Thursday, never
+    # Thursday itself); the unit's warning one working day earlier, Tue 17:00.
+    due_day = promised.astimezone(HANOI).date()
+    assert apology_latest == calendar.closing_on(calendar.previous_working_day(due_day))
+    assert apology_latest.date() < due_day
+
+    # One working day before the apology the unit's leaders are warned.
     await fast_forward_lane_to(
-        rules,
-        code,
-        calendar.subtract_working_seconds(promised, 2 * WORKING_DAY) + timedelta(minutes=1),
+        rules, code, warn_at(calendar, promised, deadline) + timedelta(minutes=1)
     )
     warned = await until(rules, code, "was warned", lambda v: clock_of(v).warned)
     assert not clock_of(warned).apologized
     assert ("near_due", "leaders@thanh-xuan") in OUTSIDE.notices_of(code)
     assert OUTSIDE.documents_of(code) == []
 
-    # One working day before it (Decree 61/2018 art. 19) the dossier, still not appraised,
-    # gets its apology slip and a new appointment half the legal time later.
-    await fast_forward_lane_to(
-        rules, code, calendar.subtract_working_seconds(promised, WORKING_DAY) + timedelta(minutes=1)
-    )
+    # A minute before the latest moment: no slip yet.
+    await fast_forward_lane_to(rules, code, apology_latest - timedelta(minutes=1))
+    assert not clock_of(await view(rules, code)).apologized
+    # At the latest one day before the due date (Decree 61/2018 art. 19(9)) the dossier,
+    # still not appraised, gets its apology slip and a new appointment half the legal time
+    # later; the slip is dated the day before the due date, not the due day.
+    await fast_forward_lane_to(rules, code, apology_latest + timedelta(minutes=1))
     apologized = await until(rules, code, "sent its apology slip", lambda v: clock_of(v).apologized)
+    slip = next(e for e in await timeline(rules, code) if e.step == TimelineStep.APOLOGY_SLIP)
+    assert apology_latest <= slip.at <= apology_latest + timedelta(minutes=1)
+    assert slip.at.astimezone(HANOI).date() < due_day
     new_due = calendar.due_at(promised, WorkingDaysDeadline(days=2))
     assert clock_of(apologized).due_at == new_due
     assert not clock_of(apologized).overdue
@@ -556,7 +578,7 @@ async def test_restart_rule_counts_the_whole_time_again_from_the_complete_dossie
 async def test_pause_rule_moves_the_appointment_back_by_the_working_time_waited(
     rules: Rules,
 ) -> None:
-    code = await file(rules, LAND_CERTIFICATE, "nghia-do", citizen=44)
+    code = await file(rules, LAND_CERTIFICATE, "nghia-do", citizen=44, terms=PAUSE_BY_ITS_TEXT)
     before = await awaiting(rules, code, Action.APPRAISE)
 
     # Two working days and five working hours with the citizen.
@@ -573,5 +595,77 @@ async def test_pause_rule_moves_the_appointment_back_by_the_working_time_waited(
     assert clock_of(after).paused_working_seconds == waited
     assert clock_of(after).due_at == calendar.add_working_seconds(clock_of(before).due_at, waited)
 
+    await take(rules, lane_of(code), Action.WITHDRAW, withdrawal("nghia-do"))
+    assert (await result(rules, code)).outcome is Outcome.WITHDRAWN
+
+
+# --- one supplement request, early (Decree 61/2018 art. 19(4)) ------------------------------------
+def supplement_request(unit: str) -> SupplementRequest:
+    return SupplementRequest(officer=officer(Role.SPECIALIST, unit), missing=["identity_card"])
+
+
+async def test_a_second_supplement_request_is_refused_with_the_reason(rules: Rules) -> None:
+    code = await file(rules, BUSINESS_HOUSEHOLD, "nghia-do", citizen=45)
+    await supplement_round(rules, code, "nghia-do", waited=WORKING_HOUR)
+    back = await until(
+        rules, code, "came back", lambda v: clock_of(v).running and "appraise" in actions(v)
+    )
+    # The one request is spent: the inbox no longer offers it, and the validator says why.
+    assert actions(back) == ["appraise", "withdraw"]
+    reason = await refusal(
+        rules, lane_of(code), Action.REQUEST_SUPPLEMENT, supplement_request("nghia-do")
+    )
+    assert reason == (
+        f"request_supplement: dossier {code} was already returned for a supplement; "
+        "Decree 61/2018 art. 19(4) allows it once, listing everything missing at once"
+    )
+    assert await accepted_updates(rules, lane_of(code)) == [
+        "request_supplement",
+        "provide_supplement",
+    ]
+    await take(rules, lane_of(code), Action.WITHDRAW, withdrawal("nghia-do"))
+    assert (await result(rules, code)).outcome is Outcome.WITHDRAWN
+
+
+async def test_a_supplement_request_after_three_working_days_is_refused(rules: Rules) -> None:
+    code = await file(rules, BUSINESS_HOUSEHOLD, "nghia-do", citizen=46)
+    first = await awaiting(rules, code, Action.APPRAISE)
+    received = first.received_at
+    calendar = default_calendar()
+    # Received Mon 09:00 (the default instant): the window closes at the close of the third
+    # working day after receipt, Thu 17:00.
+    window_end = calendar.due_at(received, WorkingDaysDeadline(days=3))
+    assert window_end == calendar.closing_on(
+        calendar.working_days_after(received.astimezone(HANOI).date(), 3)
+    )
+    await fast_forward_lane_to(rules, code, window_end + timedelta(minutes=1))
+    reason = await refusal(
+        rules, lane_of(code), Action.REQUEST_SUPPLEMENT, supplement_request("nghia-do")
+    )
+    assert reason == (
+        f"request_supplement: too late for dossier {code}; Decree 61/2018 art. 19(4) allows it "
+        f"within 3 working days of receipt, until {window_end.astimezone(HANOI):%d/%m/%Y %H:%M}"
+    )
+    assert "request_supplement" not in await accepted_updates(rules, lane_of(code))
+    await take(rules, lane_of(code), Action.WITHDRAW, withdrawal("nghia-do"))
+    assert (await result(rules, code)).outcome is Outcome.WITHDRAWN
+
+
+async def test_a_procedure_text_allowing_two_requests_takes_a_second(rules: Rules) -> None:
+    terms = {"supplement_requests": 2, "supplement_text": "the procedure's own text (test entry)"}
+    code = await file(rules, BUSINESS_HOUSEHOLD, "nghia-do", citizen=47, terms=terms)
+    await supplement_round(rules, code, "nghia-do", waited=WORKING_HOUR)
+    await until(
+        rules, code, "came back", lambda v: clock_of(v).running and "appraise" in actions(v)
+    )
+    await supplement_round(rules, code, "nghia-do", waited=WORKING_HOUR)
+    back = await until(
+        rules, code, "came back again", lambda v: clock_of(v).running and "appraise" in actions(v)
+    )
+    assert actions(back) == ["appraise", "withdraw"]
+    reason = await refusal(
+        rules, lane_of(code), Action.REQUEST_SUPPLEMENT, supplement_request("nghia-do")
+    )
+    assert "the procedure's own text (test entry) allows it 2 times" in reason
     await take(rules, lane_of(code), Action.WITHDRAW, withdrawal("nghia-do"))
     assert (await result(rules, code)).outcome is Outcome.WITHDRAWN

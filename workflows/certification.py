@@ -11,7 +11,6 @@ from schemas.exchanges import ResultKind
 from schemas.lanes import LaneJob, LaneResult
 from schemas.lifecycle import TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
-from workflows import documents
 from workflows.lane import LaneWorkflow
 from workflows.policies import LOCAL_CALL
 
@@ -53,8 +52,7 @@ class CertificationWorkflow(LaneWorkflow):
             certification.officer.officer_id,
             book_entry,
         )
-        copy = await documents.issue(
-            filing,
+        copy = await self._issue_signed(
             ResultKind.CERTIFIED_COPY,
             certification.officer,
             f"Chứng thực: {filing.procedure.name}. {book_entry}. {certification.note}".strip(),

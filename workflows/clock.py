@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from temporalio import workflow
 
-from schemas.catalogue import SupplementRule
+from schemas.catalogue import SupplementRule, WorkingDaysDeadline
 from schemas.dossier import ClockState, DossierFiling, Officer
 from schemas.exchanges import ClockMarks, DueRequest, MarksRequest, ResultKind, ShiftRequest
 from schemas.lifecycle import TimelineStep
@@ -66,6 +66,17 @@ class LegalClock:
             self._watch.cancel()
 
     # --- a supplement (Decree 61/2018 art. 19(4)) ----------------------------------------------
+    async def supplement_window_end(self, days: int) -> datetime:
+        """The last moment the unit may return the dossier for a supplement: the close of the
+        `days`-th working day after receipt (3 by art. 19(4))."""
+        return await workflow.execute_local_activity(
+            clock.compute_due,
+            DueRequest(
+                received_at=self.filing.received_at, deadline=WorkingDaysDeadline(days=days)
+            ),
+            start_to_close_timeout=LOCAL_CALL,
+        )
+
     async def stop(self) -> datetime:
         """A supplement is requested: the clock waits for the citizen. Returns the instant it
         stopped."""
@@ -191,8 +202,8 @@ class LegalClock:
                 await self._mark_overdue()
 
     async def _warn_near_due(self) -> None:
-        """The unit's own reminder, not the decree's: its leaders hear of the appointment
-        twice as early as an apology would fall due (domain.clock.warning_lead_seconds)."""
+        """The unit's own reminder, not the decree's: its leaders hear of the appointment one
+        working day before the apology would fall due (domain.clock.warn_at)."""
         self.state.warned = True
         await notices.send(
             notices.to_unit(
@@ -205,9 +216,9 @@ class LegalClock:
         await self._report(TimelineStep.NEAR_DUE_WARNING, f"due {self.state.due_at}")
 
     async def _apologize(self) -> None:
-        """Decree 61/2018 art. 19: at least a working day before the deadline, a dossier that
-        will be late gets one apology slip (form 04) with a new appointment, and counts as
-        late."""
+        """Decree 61/2018 art. 19(9): at the latest one day before the due date (by 17:00 of
+        the last working day before it, domain.clock.apology_by), a dossier that will be
+        late gets one apology slip (form 04) with a new appointment, and counts as late."""
         code = self.filing.code
         new_due = await workflow.execute_local_activity(
             clock.apology_appointment,
@@ -223,7 +234,7 @@ class LegalClock:
             self.filing,
             ResultKind.APOLOGY_SLIP,
             Officer(
-                officer_id=f"unit:{unit.code}",
+                officer_id=f"unit.{unit.code}",
                 full_name=unit.name,
                 role=Role.LEADER,
                 unit=unit.code,

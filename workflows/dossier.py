@@ -17,8 +17,8 @@ from temporalio.exceptions import ActivityError, ChildWorkflowError
 
 from domain.catalogue import missing_documents
 from domain.routing import Route, route
-from schemas.actions import Acknowledgement, Action, HandOver, Withdrawal
-from schemas.catalogue import DeliveryChannel, Registry
+from schemas.actions import Acknowledgement, Action, HandOver, Supplement, Withdrawal
+from schemas.catalogue import DeliveryChannel, Registry, RequiredDocument
 from schemas.citizen_id import masked
 from schemas.dossier import (
     AwaitedAction,
@@ -105,6 +105,10 @@ class DossierWorkflow(HumanSteps):
         self._synced: PortalState | None = None
         self._lock = asyncio.Lock()
         self._deliveries: list[asyncio.Future[int]] = []
+        # An incomplete dossier at intake: what form 02 asked for, and the supplement.
+        self._missing_at_intake: list[str] = []
+        self._intake_supplement: Supplement | None = None
+        self._withdrawn_at_intake = False
 
     @workflow.run
     async def run(self, filing: DossierFiling) -> DossierResult:
@@ -113,6 +117,9 @@ class DossierWorkflow(HumanSteps):
         refusal = await self._intake()
         if refusal is not None:
             return await self._close(Outcome.REJECTED_AT_INTAKE, refusal)
+        if self._withdrawn_at_intake:
+            assert self._withdrawal is not None
+            return await self._close(Outcome.WITHDRAWN, self._withdrawal.reason)
         receipt = await self._receipt()
         if self._withdrawal is not None:
             return await self._close(Outcome.WITHDRAWN, self._withdrawal.reason)
@@ -130,12 +137,18 @@ class DossierWorkflow(HumanSteps):
 
     # --- intake --------------------------------------------------------------------------------
     async def _intake(self) -> str | None:
-        """Completeness and identity. Returns the refusal reason, if any."""
+        """Completeness and identity. Returns the refusal reason (Circular 01/2018 form 03,
+        for a dossier that is not eligible), if any."""
         filing = self.filing
-        submission = filing.submission
-        missing = missing_documents(filing.procedure, (d.kind for d in submission.documents))
+        missing = missing_documents(filing.procedure, (d.kind for d in filing.submission.documents))
         if missing:
-            return "incomplete dossier, missing: " + ", ".join(d.name for d in missing)
+            if not workflow.patched("intake-supplement-form-02"):
+                return "incomplete dossier, missing: " + ", ".join(d.name for d in missing)
+            if not await self._supplement_at_intake(missing):
+                self._withdrawn_at_intake = True
+                return None
+            filing = self.filing
+        submission = filing.submission
         applicant = submission.applicant
         try:
             identity = await workflow.execute_activity_method(
@@ -159,6 +172,80 @@ class DossierWorkflow(HumanSteps):
                 identity.mismatches
             )
         return None
+
+    async def _supplement_at_intake(self, missing: list[RequiredDocument]) -> bool:
+        """Decree 61/2018 art. 17 (intake), Circular 01/2018 form 02: an
+        incomplete dossier is not refused; the counter asks for everything missing at once (by
+        notice for an online filing) and the dossier waits for the citizen, without a receipt
+        and without a clock. It is received when complete. False when the citizen withdrew."""
+        filing = self.filing
+        unit = filing.receiving_unit.code
+        names = ", ".join(d.name for d in missing)
+        self._missing_at_intake = [d.kind for d in missing]
+        now = workflow.now()
+        awaited = [
+            AwaitedAction(
+                action=Action.PROVIDE_SUPPLEMENT.value,
+                role=Role.COUNTER_OFFICER.value,
+                unit=unit,
+                since=now,
+            ),
+            self._withdrawal_awaited(since=now),
+        ]
+        await self._record(
+            DossierStatus.SUPPLEMENT_REQUESTED,
+            TimelineStep.INTAKE_SUPPLEMENT_REQUESTED,
+            f"counter:{unit}",
+            f"form 02, missing: {names}",
+            awaiting=awaited,
+        )
+        await notices.send(
+            notices.to_applicant(
+                filing,
+                "intake_supplement",
+                f"Hồ sơ {filing.code} chưa đủ thành phần; đề nghị bổ sung: {names}",
+            )
+        )
+        await workflow.wait_condition(
+            lambda: self._intake_supplement is not None or self._withdrawal is not None
+        )
+        self._awaiting = []
+        if self._withdrawal is not None:
+            return False
+        supplement = self._intake_supplement
+        assert supplement is not None
+        submission = filing.submission
+        complete = submission.model_copy(
+            update={"documents": [*submission.documents, *supplement.documents]}
+        )
+        # Received when complete: the appointment counts from now.
+        self.filing = filing.model_copy(
+            update={"submission": complete, "received_at": workflow.now()}
+        )
+        self._missing_at_intake = []
+        await self._record(
+            DossierStatus.SUPPLEMENT_REQUESTED,
+            TimelineStep.INTAKE_SUPPLEMENT_RECEIVED,
+            supplement.officer.officer_id,
+            ", ".join(d.kind for d in supplement.documents),
+        )
+        return True
+
+    @workflow.update
+    def provide_supplement(self, step: Supplement) -> Acknowledgement:
+        self._intake_supplement = step
+        return self._acknowledge(Action.PROVIDE_SUPPLEMENT)
+
+    @provide_supplement.validator
+    def _validate_provide_supplement(self, step: Supplement) -> None:
+        self._check(Action.PROVIDE_SUPPLEMENT, step.officer)
+        given = {document.kind for document in step.documents}
+        still_missing = [kind for kind in self._missing_at_intake if kind not in given]
+        if still_missing:
+            raise ValueError(
+                f"documents: the supplement must include every document form 02 asked for; "
+                f"missing {', '.join(still_missing)}"
+            )
 
     async def _receipt(self) -> ClockState:
         """The receipt and appointment slip (Circular 01/2018 form 01): the legal clock starts."""
@@ -324,7 +411,10 @@ class DossierWorkflow(HumanSteps):
                 )
             return self._withdrawal_awaited(since=self.filing.received_at)
         awaited = next((a for a in self._awaiting if a.action == action.value), None)
-        if awaited is None or self._stage is not Stage.RETURN:
+        # The dossier workflow takes the intake supplement and the hand-over; while a lane
+        # holds the dossier, what it awaits is the lane's to take.
+        stage = Stage.INTAKE if action is Action.PROVIDE_SUPPLEMENT else Stage.RETURN
+        if awaited is None or self._stage is not stage:
             raise ValueError(
                 f"{action.value} is not possible now: dossier {self.filing.code} is "
                 f"{self._status.value} at stage {self._stage.value}"

@@ -11,16 +11,25 @@ import asyncio
 from datetime import datetime
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
-from schemas.actions import Acknowledgement, Action, Claim, Refusal, Step, Withdrawal
-from schemas.dossier import AwaitedAction, DossierFiling, TimelineEntry
-from schemas.exchanges import FeeRequest, IssuedDocument, ResultKind
+from schemas.actions import (
+    Acknowledgement,
+    Action,
+    Claim,
+    Refusal,
+    Step,
+    WetSignature,
+    Withdrawal,
+)
+from schemas.dossier import AwaitedAction, DossierFiling, Officer, TimelineEntry
+from schemas.exchanges import FeeRequest, IssuedDocument, ResultKind, WetInkSignature
 from schemas.lanes import LaneJob, LaneResult, ProgressEvent
 from schemas.lifecycle import PROGRESS_SIGNAL, TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
 from workflows import documents
 from workflows.clock import LegalClock
-from workflows.policies import REGISTRY_CALL, TRANSIENT
+from workflows.policies import REGISTRY_CALL, TRANSIENT, is_rejection, rejection_message
 from workflows.steps import HumanSteps
 
 with workflow.unsafe.imports_passed_through():
@@ -76,14 +85,63 @@ class LaneWorkflow(HumanSteps):
         """Circular 01/2018 form 03: the refusal notice, signed, states the reason."""
         refusal = self._take(Action.REFUSE)
         assert isinstance(refusal, Refusal)
-        notice = await documents.issue(
-            self.filing, ResultKind.REFUSAL_NOTICE, refusal.officer, refusal.reason, e_sign=True
+        notice = await self._issue_signed(
+            ResultKind.REFUSAL_NOTICE, refusal.officer, refusal.reason, e_sign=True
         )
         return await self._finish(Outcome.REFUSED, reason=refusal.reason, documents=[notice])
 
     async def _withdrawn(self) -> LaneResult:
         assert self._withdrawal is not None
         return await self._finish(Outcome.WITHDRAWN, reason=self._withdrawal.reason)
+
+    # --- signing, on paper when it cannot be done electronically -----------------------------
+    async def _issue_signed(
+        self, kind: ResultKind, officer: Officer, text: str, *, e_sign: bool
+    ) -> IssuedDocument:
+        """The document, e-signed where the procedure says so. When the signing service
+        refuses (or the officer has no usable certificate) the result is signed on paper:
+        the leader records the wet-ink signature and the dossier goes on, flagged in its
+        timeline and on the document; a missing e-signature never stops a dossier."""
+        try:
+            return await documents.issue(self.filing, kind, officer, text, e_sign=e_sign)
+        except ActivityError as err:
+            if not (e_sign and is_rejection(err)) or not workflow.patched("wet-ink-signature"):
+                raise
+            why = rejection_message(err)
+        unsigned = await documents.issue(self.filing, kind, officer, text, e_sign=False)
+        # The one who decided signs on paper: the leader, or the certifier in certification.
+        await self._await_step(
+            [(Action.RECORD_WET_SIGNATURE, Role(officer.role), self.filing.competent_unit.code)],
+            status=self._status,
+            step=TimelineStep.E_SIGNATURE_REFUSED,
+            note=f"{kind.value} {unsigned.sha256[:12]} to be signed on paper: {why}",
+        )
+        step = self._take(Action.RECORD_WET_SIGNATURE)
+        assert isinstance(step, WetSignature)
+        wet_ink = WetInkSignature(
+            signed_by=step.officer,
+            signed_at=step.signed_at,
+            scan_sha256=step.scan_sha256,
+            why=why,
+        )
+        await self._report(
+            self._status,
+            TimelineStep.SIGNED_ON_PAPER,
+            step.officer.officer_id,
+            f"{kind.value} signed on paper at {step.signed_at.isoformat()}; "
+            f"scan sha256 {step.scan_sha256}",
+        )
+        return unsigned.model_copy(update={"wet_ink": wet_ink})
+
+    @workflow.update
+    def record_wet_signature(self, step: WetSignature) -> Acknowledgement:
+        return self._accept(Action.RECORD_WET_SIGNATURE, step)
+
+    @record_wet_signature.validator
+    def _validate_record_wet_signature(self, step: WetSignature) -> None:
+        self._check(Action.RECORD_WET_SIGNATURE, step.officer)
+        if step.signed_at > workflow.now():
+            raise ValueError("signed_at: must not be in the future")
 
     # --- progress reports to the dossier workflow -----------------------------------------
     async def _report(

@@ -1,7 +1,8 @@
 """Processing at the competent unit: a ward, or a city department on the city lane.
 
-Decree 61/2018 art. 18-19: the unit consults the registries, a specialist appraises (or asks
-for a supplement), the leader approves or refuses, the result is e-signed and fees are paid.
+Decree 61/2018 art. 19: the unit consults the registries, a specialist appraises (or, once and
+within 3 working days of receipt, returns the dossier for a supplement listing everything
+missing: art. 19(4)), the leader approves or refuses, the result is signed and fees are paid.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from schemas.exchanges import RegistryConsultation, RegistryFinding, ResultKind
 from schemas.lanes import LaneJob, LaneResult
 from schemas.lifecycle import TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
-from workflows import documents, notices
+from workflows import notices
 from workflows.lane import SYSTEM, LaneWorkflow
 from workflows.policies import REGISTRY_CALL, TRANSIENT, is_rejection, rejection_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.registries import RegistryActivities
     from domain import lanes
+    from domain.calendar import HANOI
 
 
 @workflow.defn(name="Processing")
@@ -39,12 +41,19 @@ class ProcessingWorkflow(LaneWorkflow):
     def __init__(self, job: LaneJob) -> None:
         super().__init__(job)
         self._missing: list[str] = []
+        # Art. 19(4): how many times the dossier went back for a supplement, and until when it
+        # may (None: dossiers begun before the window was kept, or a text without a window).
+        self._supplements = 0
+        self._supplement_by: datetime | None = None
 
     @workflow.run
     async def run(self, job: LaneJob) -> LaneResult:
         self._begin()
         filing = self.filing
         unit = filing.competent_unit.code
+        window = filing.procedure.supplement_window_days
+        if workflow.patched("supplement-window-art-19-4") and window is not None:
+            self._supplement_by = await self.clock.supplement_window_end(window)
         findings = await self._consult_registries()
 
         # Appraisal by a specialist; a supplement request sends the dossier back to the citizen.
@@ -54,11 +63,11 @@ class ProcessingWorkflow(LaneWorkflow):
         step, actor = TimelineStep.REGISTRIES_CONSULTED, SYSTEM
         since: datetime | None = None
         while True:
+            expected = [(Action.APPRAISE, Role.SPECIALIST, unit)]
+            if self._supplements < filing.procedure.supplement_requests:
+                expected.append((Action.REQUEST_SUPPLEMENT, Role.SPECIALIST, unit))
             action = await self._await_step(
-                [
-                    (Action.APPRAISE, Role.SPECIALIST, unit),
-                    (Action.REQUEST_SUPPLEMENT, Role.SPECIALIST, unit),
-                ],
+                expected,
                 status=DossierStatus.IN_PROCESSING,
                 step=step,
                 actor=actor,
@@ -99,8 +108,7 @@ class ProcessingWorkflow(LaneWorkflow):
             approval.officer.officer_id,
             approval.note,
         )
-        decision = await documents.issue(
-            filing,
+        decision = await self._issue_signed(
             ResultKind.DECISION,
             approval.officer,
             f"Phê duyệt: {filing.procedure.name}. {approval.note}".strip(),
@@ -187,11 +195,41 @@ class ProcessingWorkflow(LaneWorkflow):
 
     @workflow.update
     def request_supplement(self, step: SupplementRequest) -> Acknowledgement:
+        self._supplements += 1
         return self._accept(Action.REQUEST_SUPPLEMENT, step)
 
     @request_supplement.validator
     def _validate_request_supplement(self, step: SupplementRequest) -> None:
+        if any(a.action == Action.APPRAISE.value for a in self._awaiting):
+            refusal = self._supplement_refusal()
+            if refusal is not None:
+                raise ValueError(refusal)
         self._check(Action.REQUEST_SUPPLEMENT, step.officer)
+
+    def _supplement_refusal(self) -> str | None:
+        """Why the dossier may not go back for a supplement now (Decree 61/2018 art. 19(4):
+        once, within 3 working days of receipt, listing everything; the procedure's own text,
+        named in the catalogue, may say otherwise)."""
+        procedure = self.filing.procedure
+        basis = procedure.supplement_text or "Decree 61/2018 art. 19(4)"
+        code = self.filing.code
+        if self._supplements >= procedure.supplement_requests:
+            allowed = (
+                "once"
+                if procedure.supplement_requests == 1
+                else (f"{procedure.supplement_requests} times")
+            )
+            return (
+                f"request_supplement: dossier {code} was already returned for a supplement; "
+                f"{basis} allows it {allowed}, listing everything missing at once"
+            )
+        if self._supplement_by is not None and workflow.now() > self._supplement_by:
+            return (
+                f"request_supplement: too late for dossier {code}; {basis} allows it within "
+                f"{procedure.supplement_window_days} working days of receipt, until "
+                f"{self._supplement_by.astimezone(HANOI):%d/%m/%Y %H:%M}"
+            )
+        return None
 
     @workflow.update
     def provide_supplement(self, step: Supplement) -> Acknowledgement:

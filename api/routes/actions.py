@@ -25,6 +25,7 @@ from schemas.actions import (
     Step,
     Supplement,
     SupplementRequest,
+    WetSignature,
     Withdrawal,
 )
 from services import dossiers
@@ -42,6 +43,7 @@ BODIES: dict[Action, type[Step]] = {
     Action.WITHDRAW: Withdrawal,
     Action.HAND_OVER: HandOver,
     Action.CLAIM: Claim,
+    Action.RECORD_WET_SIGNATURE: WetSignature,
 }
 
 

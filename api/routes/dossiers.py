@@ -147,5 +147,5 @@ async def get_dossier(code: DossierCode, key: Key, ctx: Context) -> DossierView:
 )
 async def get_timeline(code: DossierCode, key: Key, ctx: Context) -> Timeline:
     await visible_dossier(ctx, key, code)
-    entries = await ask(dossiers.timeline(ctx.temporal, code))
+    entries = await ask(dossiers.timeline(ctx.temporal, ctx.settings.database_url, code))
     return Timeline(code=code, entries=entries)

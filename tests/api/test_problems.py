@@ -4,6 +4,7 @@ started for a request that is refused."""
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -174,6 +175,15 @@ async def test_unknown_routes_and_methods_are_problems_too(
     step = {"officer": {**officer(Role.SPECIALIST, HOAN_KIEM), "officer_id": "a\x00b"}}
     nul = await hoan_kiem.post("/v1/dossiers/000.01.01.H26-261127-0001/actions/claim", json=step)
     assert fields(problem(nul, 422)) == ["officer.officer_id"]
+    # One officer identity: what the signing service accepts as a signer. A name is not an id,
+    # and is refused here instead of stopping the dossier at signing.
+    named = {"officer": {**officer(Role.LEADER, HOAN_KIEM), "officer_id": "Lê Hoa"}}
+    refused = await hoan_kiem.post(
+        "/v1/dossiers/000.01.01.H26-261127-0001/actions/approve", json=named
+    )
+    body = problem(refused, 422)
+    assert fields(body) == ["officer.officer_id"]
+    assert "[A-Za-z0-9][A-Za-z0-9._-]{0,63}" in json.dumps(body, ensure_ascii=False)
 
 
 async def test_health_readiness_and_the_openapi_document(
@@ -188,7 +198,7 @@ async def test_health_readiness_and_the_openapi_document(
     assert {"200", "201", "400", "401", "403", "409", "413", "422"} <= set(submit["responses"])
     assert "application/problem+json" in submit["responses"]["422"]["content"]
     actions = [p for p in document["paths"] if "/actions/" in p]
-    assert len(actions) == 9
+    assert len(actions) == 10
 
     # A database that does not answer: not ready, and says which.
     broken = stack.settings.model_copy(
