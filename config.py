@@ -92,6 +92,9 @@ class Settings(BaseModel):
     temporal_retention: timedelta
     # How often the archiver's schedule looks for closed dossiers to copy.
     archive_every: timedelta
+    # The deployment's Ed25519 key that signs the global audit log's checkpoints (PEM, 0600);
+    # created on first use.
+    audit_checkpoint_key: Path
 
     def url(self, service: str) -> str:
         return self.registry_urls[service]
@@ -239,6 +242,9 @@ def load_settings(data_dir: Path | None = None) -> Settings:
         log_level=os.environ.get("LOG_LEVEL", "INFO"),
         temporal_retention=_duration("TEMPORAL_RETENTION", "7d"),
         archive_every=_duration("ARCHIVE_EVERY", "5m"),
+        audit_checkpoint_key=Path(
+            os.environ.get("AUDIT_CHECKPOINT_KEY") or data_dir / "keys" / "audit-checkpoint.key"
+        ),
     )
 
 

@@ -8,6 +8,10 @@ python -m ops replay --dir D | --query Q | --dossier CODE
                                           replay histories against the current code
 python -m ops rebuild                     rebuild `dossiers` and `tasks` from Temporal
 python -m ops audit verify [CODE]         verify audit chains against the workflow histories
+                                          and the global log's signed checkpoints
+python -m ops audit checkpoint            append new audit events to the global log and sign it
+python -m ops audit bundle --from D --to D --output FILE
+                                          a bundle an auditor checks with auditlog/verify.py
 python -m ops kpi on-time | period | past-due | open-tasks | inbox
                                           on-time ratios, dossiers past due, open tasks
 python -m ops keys issue | revoke | list  API keys of the integrating systems

@@ -22,12 +22,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
+from auditlog.verify import Verdict
 from bootstrap import connect
 from config import settings
-from ops.cli import AsJson, console, fail, print_json, spinner
+from ops.auditlog import bundle_command, checkpoint_command, log_lines
+from ops.cli import AsJson, console, errors, print_json, spinner
 from ops.temporal import HistorySource, run_history
 from schemas.exchanges import ProjectionReceipt
-from store import audit
+from store import audit, auditlog
 from store.audit import AuditEvent, ChainBreak
 from store.db import engine_for
 from store.migrate import migrate
@@ -47,7 +49,11 @@ class VerifyReport(BaseModel):
     events: int
     # Dossiers whose history Temporal no longer holds, checked against the archive instead.
     checked_against_archive: int = 0
-    broken: ChainBreak | None = None
+    breaks: list[ChainBreak] = []  # one per broken dossier, the first event that does not hold
+
+    @property
+    def broken(self) -> ChainBreak | None:
+        return self.breaks[0] if self.breaks else None
 
 
 async def dossier_codes(conn: AsyncConnection, code: str | None) -> AsyncIterator[str]:
@@ -142,6 +148,7 @@ async def verify(
     progress: Callable[[str], None] | None = None,
 ) -> VerifyReport:
     dossiers = events = from_archive = 0
+    breaks: list[ChainBreak] = []
     async for dossier in dossier_codes(conn, code):
         count, broken, archived = await verify_dossier(conn, client, database_url, dossier)
         dossiers += 1
@@ -150,13 +157,10 @@ async def verify(
         if progress is not None:
             progress(dossier)
         if broken is not None:
-            return VerifyReport(
-                dossiers=dossiers,
-                events=events,
-                checked_against_archive=from_archive,
-                broken=broken,
-            )
-    return VerifyReport(dossiers=dossiers, events=events, checked_against_archive=from_archive)
+            breaks.append(broken)
+    return VerifyReport(
+        dossiers=dossiers, events=events, checked_against_archive=from_archive, breaks=breaks
+    )
 
 
 # --- operator events ----------------------------------------------------------------------------
@@ -203,38 +207,92 @@ def verify_command(
     code: Annotated[str | None, typer.Argument(help="one dossier code; all when absent")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Verify every dossier's hash chain and each event against the workflow's history."""
+    """Verify every dossier's hash chain and each event against the workflow's history, and
+    the events against the global log and its signed checkpoints."""
 
-    async def run() -> VerifyReport:
+    async def run() -> tuple[VerifyReport, Verdict]:
         config = settings()
         await migrate(config.database_url)
         client = await connect(config)
         with spinner() as progress:
             task = progress.add_task("verifying", total=None)
             async with engine_for(config.database_url).connect() as conn:
-                return await verify(
+                report = await verify(
                     conn,
                     client,
                     config.database_url,
                     code,
                     progress=lambda c: progress.update(task, description=f"verified {c}"),
                 )
+                progress.update(task, description="checking the global log")
+                return report, await auditlog.check(conn, code)
 
-    report = asyncio.run(run())
-    broken = report.broken
+    report, log = asyncio.run(run())
+    held, log_broken = log_lines(log)
     if as_json:
-        print_json(report)
-    elif broken is None:
-        console.print(f"audit: {report.dossiers} dossiers and {report.events} events verified")
+        print_json(AuditVerdict(chains=report, log=LogVerdict.of(log)))
+    else:
+        for broken in report.breaks:
+            errors.print(
+                f"audit: BROKEN at dossier {broken.dossier_code}, event {broken.seq}: "
+                f"{broken.reason}",
+                markup=False,
+                highlight=False,
+            )
+        for line in log_broken:
+            errors.print(line, markup=False, highlight=False)
+        if report.breaks:
+            console.print(
+                f"audit: {report.dossiers} dossiers and {report.events} events checked, "
+                f"{len(report.breaks)} dossiers broken"
+            )
+        else:
+            console.print(f"audit: {report.dossiers} dossiers and {report.events} events verified")
         if report.checked_against_archive:
             console.print(
                 f"audit: {report.checked_against_archive} dossiers' histories no longer in "
                 "Temporal, checked against the archive"
             )
-    else:
-        raise fail(
-            f"audit: BROKEN at dossier {broken.dossier_code}, event {broken.seq}: {broken.reason}",
-            1,
-        )
-    if broken is not None:
+        for line in held:
+            console.print(line, markup=False, highlight=False)
+    if report.breaks or log_broken:
         raise typer.Exit(1)
+
+
+class LogVerdict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    holds: bool
+    events: int
+    logged: int
+    not_yet_checkpointed: int
+    tree_size: int
+    checkpoints: int
+    key_ids: list[str]
+    broken_dossiers: list[str]
+    findings: list[str]
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> LogVerdict:
+        return cls(
+            holds=verdict.holds,
+            events=verdict.events,
+            logged=verdict.logged,
+            not_yet_checkpointed=verdict.unlogged,
+            tree_size=verdict.tree_size,
+            checkpoints=verdict.checkpoints,
+            key_ids=verdict.key_ids,
+            broken_dossiers=verdict.broken_dossiers(),
+            findings=[f.line() for f in verdict.findings],
+        )
+
+
+class AuditVerdict(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    chains: VerifyReport
+    log: LogVerdict
+
+
+audit_app.command("checkpoint")(checkpoint_command)
+audit_app.command("bundle")(bundle_command)

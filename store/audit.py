@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from auditlog import verify
 from store.tables import audit_events
 
 GENESIS = "0" * 64
@@ -52,8 +53,9 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _utc(value: datetime) -> str:
-    # SQLite hands timestamps back naive; every stored instant is UTC.
+def utc_text(value: datetime) -> str:
+    """An instant as the chain and the global log hash it: UTC ISO text. SQLite hands
+    timestamps back naive; every stored instant is UTC."""
     aware = value if value.tzinfo else value.replace(tzinfo=UTC)
     return aware.astimezone(UTC).isoformat()
 
@@ -68,17 +70,10 @@ def chain_hash(
     at: datetime,
     payload_digest: str,
 ) -> str:
-    fields = (
-        prev_hash,
-        dossier_code,
-        str(seq),
-        event_key,
-        event_type,
-        actor,
-        _utc(at),
-        payload_digest,
+    # One implementation with the auditor's standalone verifier.
+    return verify.chain_hash(
+        prev_hash, dossier_code, seq, event_key, event_type, actor, utc_text(at), payload_digest
     )
-    return digest("\x1f".join(fields))
 
 
 def new_event(

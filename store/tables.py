@@ -203,6 +203,30 @@ audit_events = Table(
     UniqueConstraint("dossier_code", "event_key", name="uq_audit_events_key"),
 )
 
+# The global audit log over every dossier's events: position -> event and its leaf hash in the
+# Merkle tree (auditlog/verify.py). Positions are given by the checkpointer alone; append-only.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("dossier_code", String(40), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("leaf_hash", String(64), nullable=False),
+    UniqueConstraint("dossier_code", "seq", name="uq_audit_log_event"),
+)
+
+# The log's signed tree heads: the deployment's Ed25519 signature over (tree size, root, time).
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("tree_size", Integer, primary_key=True, autoincrement=False),
+    Column("root_hash", String(64), nullable=False),
+    Column("signed_at", UTCDateTime(), nullable=False),
+    Column("key_id", String(64), nullable=False, comment="SHA-256 of the raw public key"),
+    Column("public_key", String(64), nullable=False, comment="raw Ed25519 public key, hex"),
+    Column("signature", String(128), nullable=False),
+)
+
 # --- the HTTP API ------------------------------------------------------------------------------
 # Keys of the integrating systems (counter and portal software), stored hashed; each bound to
 # the units it acts for and the roles it may act as.

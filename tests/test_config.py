@@ -78,6 +78,7 @@ ENGINE_VARIABLES = (
     "WORKER_MAX_CACHED_WORKFLOWS",
     "WORKER_METRICS_PORT",
     "LOG_LEVEL",
+    "AUDIT_CHECKPOINT_KEY",
 )
 
 
@@ -99,6 +100,7 @@ def test_engine_defaults_are_the_documented_ones(
     )
     assert config.worker_max_cached_workflows == 1000 and config.worker_metrics_port is None
     assert config.log_level == "INFO"
+    assert config.audit_checkpoint_key == tmp_path.resolve() / "keys" / "audit-checkpoint.key"
 
 
 def test_a_stack_of_its_own_keeps_its_database_in_its_folder(

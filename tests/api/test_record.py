@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pydantic import TypeAdapter
@@ -192,8 +193,8 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float 
         await asyncio.sleep(0.2)
 
 
-async def read_all(client: httpx.AsyncClient, codes: list[str]) -> dict[str, tuple[object, object]]:
-    answers: dict[str, tuple[object, object]] = {}
+async def read_all(client: httpx.AsyncClient, codes: list[str]) -> dict[str, tuple[Any, Any]]:
+    answers: dict[str, tuple[Any, Any]] = {}
     for code in codes:
         status = await client.get(f"/v1/dossiers/{code}")
         timeline = await client.get(f"/v1/dossiers/{code}/timeline")
