@@ -66,11 +66,13 @@ def issue(
     if as_json:
         typer.echo(json.dumps({"key": issued.key, **_key_json(key)}))
         return
-    # Plain echo, not rich: the key must come out on one line, unwrapped and unstyled.
+    # Plain echo, not rich: the key comes alone on the last line, unwrapped and unstyled, so
+    # `... | tail -n1` gives it to a script.
     typer.echo(
-        f"keys: issued {issued.key} to {key.system} (units {','.join(key.units)}; "
-        f"roles {','.join(key.roles)}); it is shown only now"
+        f"keys: issued to {key.system} (units {','.join(key.units)}; "
+        f"roles {','.join(key.roles)}); the key, shown only now, is on the next line"
     )
+    typer.echo(issued.key)
 
 
 @keys_app.command("revoke")

@@ -22,8 +22,27 @@ from store.migrate import migrate
 
 kpi_app = typer.Typer(help="On-time ratios, dossiers past due, open tasks.", no_args_is_help=True)
 
-Since = Annotated[datetime, typer.Option("--from", help="closed from (Hanoi time)")]
-Until = Annotated[datetime, typer.Option("--to", help="closed before (Hanoi time)")]
+Since = Annotated[
+    datetime | None,
+    typer.Option("--from", help="closed from (Hanoi time); default: the start of this month"),
+]
+Until = Annotated[
+    datetime | None, typer.Option("--to", help="closed before (Hanoi time); default: now")
+]
+
+
+def _window(
+    closed_from: datetime | None, closed_to: datetime | None, *, year: bool = False
+) -> tuple[datetime, datetime]:
+    """The window asked for; unstated, this month (or year) so far, in Hanoi."""
+    now = datetime.now(HANOI)
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    if year:
+        start = start.replace(month=1)
+    return (
+        _in_hanoi(closed_from) if closed_from else start,
+        _in_hanoi(closed_to) if closed_to else now,
+    )
 
 
 def _in_hanoi(value: datetime) -> datetime:
@@ -49,22 +68,20 @@ def _show(rows: Sequence[BaseModel], as_json: bool, title: str) -> None:
 
 @kpi_app.command("on-time")
 def kpi_on_time(
-    closed_from: Since,
-    closed_to: Until,
+    closed_from: Since = None,
+    closed_to: Until = None,
     by: Annotated[
         GroupBy, typer.Option(help="receiving_unit, competent_unit or procedure_code")
     ] = "competent_unit",
     key: Annotated[str | None, typer.Option(help="one unit or procedure")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """On-time ratio of the dossiers closed in a window, per unit or procedure."""
+    """On-time ratio of the dossiers closed in a window (default: this month so far), per
+    unit or procedure."""
+    since, until = _window(closed_from, closed_to)
     rows = _read(
         lambda conn: kpis.on_time_ratio(
-            conn,
-            by=by,
-            closed_from=_in_hanoi(closed_from),
-            closed_to=_in_hanoi(closed_to),
-            unit_or_procedure=key,
+            conn, by=by, closed_from=since, closed_to=until, unit_or_procedure=key
         )
     )
     _show(rows, as_json, f"on time per {by}")
@@ -72,20 +89,17 @@ def kpi_on_time(
 
 @kpi_app.command("period")
 def kpi_period(
-    closed_from: Since,
-    closed_to: Until,
+    closed_from: Since = None,
+    closed_to: Until = None,
     period: Annotated[Period, typer.Option(help="day or month")] = "month",
     unit: Annotated[str | None, typer.Option(help="one receiving unit")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """On-time ratio per Hanoi day or month."""
+    """On-time ratio per Hanoi day or month (default window: this year so far)."""
+    since, until = _window(closed_from, closed_to, year=True)
     rows = _read(
         lambda conn: kpis.on_time_by_period(
-            conn,
-            period=period,
-            closed_from=_in_hanoi(closed_from),
-            closed_to=_in_hanoi(closed_to),
-            receiving_unit=unit,
+            conn, period=period, closed_from=since, closed_to=until, receiving_unit=unit
         )
     )
     _show(rows, as_json, f"on time per {period}")

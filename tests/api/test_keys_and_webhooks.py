@@ -48,9 +48,10 @@ async def test_ops_keys_issue_and_revoke(stack: EngineStack, api: ApiServer) -> 
         stack, "issue", "--name", system, "--units", "cau-giay,nghia-do", "--roles", "leader"
     )
     assert code == 0, err
-    [line] = out.splitlines()
-    assert line.startswith("keys: issued dk_") and f"to {system}" in line
-    key = line.split()[2]
+    said, key = out.splitlines()
+    assert said.startswith(f"keys: issued to {system}") and "on the next line" in said
+    # The key alone on the last line: `| tail -n1` gives it to a script.
+    assert key.startswith("dk_") and " " not in key
     async with api.client(key) as client:
         assert (await client.get("/v1/inbox", params={"unit": "nghia-do"})).status_code == 200
         assert (await client.get("/v1/inbox", params={"unit": HOAN_KIEM})).status_code == 403
