@@ -78,6 +78,8 @@ class Settings(BaseModel):
     temporal_retention: timedelta
     # How often the archiver's schedule looks for closed dossiers to copy.
     archive_every: timedelta
+    # The key that signs the web console's session cookies; None: one kept under data_dir.
+    console_secret: str | None = Field(default=None, repr=False)
 
     def url(self, service: str) -> str:
         return self.registry_urls[service]
@@ -199,6 +201,7 @@ def load_settings(data_dir: Path | None = None) -> Settings:
         log_level=os.environ.get("LOG_LEVEL", "INFO"),
         temporal_retention=_duration("TEMPORAL_RETENTION", "7d"),
         archive_every=_duration("ARCHIVE_EVERY", "5m"),
+        console_secret=os.environ.get("CONSOLE_SECRET") or None,
     )
 
 

@@ -15,6 +15,8 @@ python -m ops export history | timeline CODE
                                           a dossier's histories, its timeline with the clock
 python -m ops signatures verify CODE      every e-signature of a closed dossier's documents
 python -m ops archive status | run        the retention, the archive of closed histories
+python -m ops users add | disable | roles | list
+                                          accounts of the web console
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ops.reset import reset_command
 from ops.retry import retry_command
 from ops.signatures import signatures_app
 from ops.stuck import stuck_command
+from ops.users import users_app
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 app.command("replay")(replay_cli)
@@ -50,6 +53,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(export_app, name="export")
 app.add_typer(signatures_app, name="signatures")
 app.add_typer(archive_app, name="archive")
+app.add_typer(users_app, name="users")
 
 
 def run() -> None:

@@ -535,6 +535,7 @@ class DossierWorkflow(HumanSteps):
             portal_status_code=portal_code(self._status),
             received_at=filing.received_at,
             applicant_ref=masked(filing.submission.applicant.citizen_id),
+            intake_channel=filing.submission.intake_channel,
             clock=self._clock,
             awaiting=self._awaiting,
             handled_by=self._handled_by,
