@@ -99,6 +99,11 @@ DOSSIERS = [
 NOW = at("2026-01-15 12:00")
 
 
+class ReceivedWindow(TypedDict):
+    received_from: datetime
+    received_to: datetime
+
+
 class Window(TypedDict):
     closed_from: datetime
     closed_to: datetime
@@ -329,7 +334,10 @@ async def test_inbox_earliest_due_first(conn: AsyncConnection) -> None:
 
 
 # --- the console's dashboard -------------------------------------------------------------------
-DECEMBER_1 = {"received_from": at("2025-12-01 00:00"), "received_to": at("2025-12-02 00:00")}
+DECEMBER_1: ReceivedWindow = {
+    "received_from": at("2025-12-01 00:00"),
+    "received_to": at("2025-12-02 00:00"),
+}
 
 
 async def test_received_per_day_channel_and_lane(conn: AsyncConnection) -> None:
@@ -596,7 +604,10 @@ async def _plan(conn: AsyncConnection, statement: str, parameters: Any) -> list[
 
 JUNE_2025: Window = {"closed_from": at("2025-06-01 00:00"), "closed_to": at("2025-07-01 00:00")}
 LATE_2025 = at("2025-11-10 00:00")
-JUNE_RECEIVED = {"received_from": at("2025-06-01 00:00"), "received_to": at("2025-07-01 00:00")}
+JUNE_RECEIVED: ReceivedWindow = {
+    "received_from": at("2025-06-01 00:00"),
+    "received_to": at("2025-07-01 00:00"),
+}
 UNIT = "unit-5"
 
 Call = Callable[[AsyncConnection], Awaitable[list[Any]]]
