@@ -35,9 +35,14 @@ def html(figure: go.Figure, div_id: str, *, height: int = 320) -> str:
             full_html=False,
             include_plotlyjs=False,
             div_id=div_id,
-            config={"displaylogo": False, "responsive": True},
+            config={"displayModeBar": False, "responsive": True},
         )
     )
+
+
+def _days(figure: go.Figure) -> None:
+    """One tick per day, as Hanoi reads a date."""
+    figure.update_xaxes(type="date", tickformat="%d/%m", dtick=86_400_000)
 
 
 def received(rows: Sequence[ReceivedRow], t: Words) -> str | None:
@@ -58,6 +63,7 @@ def received(rows: Sequence[ReceivedRow], t: Words) -> str | None:
         barmode="stack",
         title=f"{t('chart.received')} · {t('online_share')} {100 * online / total:.0f} %",
     )
+    _days(figure)
     return html(figure, "chart-received")
 
 
@@ -74,6 +80,7 @@ def lanes(rows: Sequence[ReceivedRow], t: Words) -> str | None:
         ]
     )
     figure.update_layout(barmode="stack", title=t("chart.lanes"))
+    _days(figure)
     return html(figure, "chart-lanes")
 
 
@@ -109,6 +116,7 @@ def on_time_trend(rows: Sequence[OnTimeBreakdownRow], t: Words) -> str | None:
         )
     )
     figure.update_layout(title=t("chart.on_time_trend"), yaxis={"range": [0, 105]})
+    figure.update_xaxes(type="date", tickformat="%d/%m/%Y")
     return html(figure, "chart-on-time-trend")
 
 
