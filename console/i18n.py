@@ -155,6 +155,9 @@ TEXT: dict[str, tuple[str, str]] = {
     "returned": ("Trả kết quả", "Returned"),
     "result_ready": ("Có kết quả", "Result ready"),
     "events": ("sự kiện", "events"),
+    "elapsed": ("Đã dùng", "Elapsed"),
+    "paused_time": ("Tạm dừng", "Paused"),
+    "remaining": ("Còn lại", "Remaining"),
     "checked_against_archive": (
         "lịch sử đối chiếu với kho lưu trữ",
         "histories checked against the archive",
