@@ -95,6 +95,8 @@ class Settings(BaseModel):
     # The deployment's Ed25519 key that signs the global audit log's checkpoints (PEM, 0600);
     # created on first use.
     audit_checkpoint_key: Path
+    # The key that signs the web console's session cookies; None: one kept under data_dir.
+    console_secret: str | None = Field(default=None, repr=False)
 
     def url(self, service: str) -> str:
         return self.registry_urls[service]
@@ -245,6 +247,7 @@ def load_settings(data_dir: Path | None = None) -> Settings:
         audit_checkpoint_key=Path(
             os.environ.get("AUDIT_CHECKPOINT_KEY") or data_dir / "keys" / "audit-checkpoint.key"
         ),
+        console_secret=os.environ.get("CONSOLE_SECRET") or None,
     )
 
 

@@ -37,6 +37,7 @@ from bootstrap import (
 )
 from codec import project_converter
 from config import ROOT, Settings, load_codec_settings, load_settings, settings
+from console.first_account import first_account
 from domain import lanes
 from domain.catalogue import default_catalogue
 from samples import sample_submission
@@ -188,6 +189,13 @@ async def serve_foreground() -> int:
     for name, url in config.registry_urls.items():
         print(f"simulator {name}: {url}")
     print(f"HTTP API: http://127.0.0.1:{config.api_port}/v1 (OpenAPI at /openapi.json)")
+    print(f"web console: http://127.0.0.1:{config.api_port}/console/")
+    first = await first_account(config)
+    if first is not None:
+        print(
+            f"web console first account: {first.username} / {first.password} "
+            f"(kept in {first.path}, mode 0600; more with `python -m ops users add`)"
+        )
     print(f"codec server (Web UI decoding, localhost only): http://127.0.0.1:{codec_port}")
     print(f"worker metrics: http://127.0.0.1:{child_env['WORKER_METRICS_PORT']}/metrics")
     print(f"logs: {logs_dir}; Ctrl-C stops everything")

@@ -21,6 +21,7 @@ from api.problems import PROBLEM_MEDIA_TYPE, install_handlers
 from api.routes import actions, dossiers, health, inbox, webhooks
 from bootstrap import connect
 from config import Settings, load_settings
+from console import web as console_web
 from domain.catalogue import Catalogue, default_catalogue
 from store.db import dispose_all
 from store.startup import prepare_database
@@ -65,6 +66,8 @@ def create_app(
     )
     for module in (health, dossiers, actions, inbox, webhooks):
         app.include_router(module.router)
+    # The web console, on the same app: one process and one port serve both (console.web).
+    console_web.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -21,6 +21,8 @@ python -m ops signatures verify CODE      every e-signature of a closed dossier'
 python -m ops archive status | run        the retention, the archive of closed histories
 python -m ops plan --scenario F --staffing F [--compare F]
                                           what a staffing plan does to a surge, ward by ward
+python -m ops users add | disable | roles | list
+                                          accounts of the web console
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from ops.reset import reset_command
 from ops.retry import retry_command
 from ops.signatures import signatures_app
 from ops.stuck import stuck_command
+from ops.users import users_app
 from planner.command import plan_command
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -58,6 +61,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(export_app, name="export")
 app.add_typer(signatures_app, name="signatures")
 app.add_typer(archive_app, name="archive")
+app.add_typer(users_app, name="users")
 
 
 def run() -> None:

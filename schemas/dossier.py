@@ -164,6 +164,9 @@ class DossierView(Model):
     portal_status_code: int
     received_at: AwareDatetime
     applicant_ref: str = Field(description="The citizen ID, masked")
+    intake_channel: IntakeChannel = Field(
+        default=IntakeChannel.COUNTER, description="How the citizen filed the dossier"
+    )
     clock: ClockState | None
     awaiting: list[AwaitedAction]
     handled_by: str = Field(description="Workflow id that takes the current human step")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from sqlalchemy import String, case, func, literal_column, or_, select
+from sqlalchemy import Float, String, case, extract, func, literal_column, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -375,3 +375,234 @@ def _utc(value: datetime) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# --- the console's dashboard ------------------------------------------------------------------
+Tier = Literal["ward", "city"]
+
+
+class DashboardFilters(Record):
+    """What the dashboard narrows to. `unit` is the competent unit (the one the legal clock
+    runs against), except for what was received, where it is the receiving unit (the counter
+    that took the dossier)."""
+
+    unit: str | None = None
+    tier: Tier | None = None
+    procedure: str | None = None
+
+
+class ReceivedRow(Record):
+    day: date  # Hanoi-local day of receipt
+    channel: str  # counter, online, post
+    lane: str  # certification, ward-processing, city-processing (intake while routing)
+    received: int
+
+
+class BacklogRow(Record):
+    unit: str  # competent unit
+    tier: str
+    open: int
+    overdue: int  # open with the appointment before `now`
+
+
+class OnTimeBreakdownRow(Record):
+    period: date | None  # first day of the Hanoi-local day or month; None when not by period
+    key: str | None  # unit or procedure; None when not grouped by one
+    closed: int
+    on_time: int
+    late: int
+    no_verdict: int
+    ratio: float | None
+
+
+class QualityRow(Record):
+    """Dossiers received in a window, per unit or procedure: what went wrong on the way."""
+
+    key: str
+    received: int
+    apologized: int  # an apology slip with a new appointment was issued (Decree 61 art. 19)
+    supplemented: int  # a supplement was asked for
+    result_ready: int
+    # Wall-clock seconds, over the dossiers whose result is ready: receipt to result, and
+    # receipt to the appointment (the legal time, moved by supplements as the law says).
+    avg_processing_seconds: float | None
+    avg_allowed_seconds: float | None
+
+
+def _dashboard_where(filters: DashboardFilters, unit: ColumnElement[str]) -> list[Any]:
+    clauses: list[Any] = []
+    if filters.unit is not None:
+        clauses.append(unit == filters.unit)
+    if filters.tier is not None:
+        clauses.append(dossiers.c.tier == filters.tier)
+    if filters.procedure is not None:
+        clauses.append(dossiers.c.procedure_code == filters.procedure)
+    return clauses
+
+
+async def received_per_day(
+    conn: AsyncConnection,
+    *,
+    received_from: datetime,
+    received_to: datetime,
+    filters: DashboardFilters | None = None,
+) -> list[ReceivedRow]:
+    """Dossiers received in [received_from, received_to), per Hanoi day, intake channel and
+    lane (the certification lane's load is its share), in day order."""
+    filters = filters or DashboardFilters()
+    d = dossiers.c
+    day = hanoi_period(conn.dialect.name, "day", d.received_at)
+    statement = (
+        select(day.label("day"), d.intake_channel, d.lane, func.count().label("received"))
+        .where(
+            d.received_at >= aware(received_from),
+            d.received_at < aware(received_to),
+            *_dashboard_where(filters, d.receiving_unit),
+        )
+        .group_by(day, d.intake_channel, d.lane)
+        .order_by(day, d.intake_channel, d.lane)
+    )
+    rows = (await conn.execute(statement)).all()
+    return [
+        ReceivedRow(
+            day=date.fromisoformat(row.day),
+            channel=row.intake_channel,
+            lane=row.lane,
+            received=int(row.received),
+        )
+        for row in rows
+    ]
+
+
+async def backlog(
+    conn: AsyncConnection, *, now: datetime, filters: DashboardFilters | None = None
+) -> list[BacklogRow]:
+    """Open dossiers per competent unit (a ward or a city department) and how many of them are
+    past their appointment at `now`, by unit."""
+    filters = filters or DashboardFilters()
+    d = dossiers.c
+    statement = (
+        select(
+            d.competent_unit,
+            d.tier,
+            func.count().label("open"),
+            func.count(case((d.due_at < aware(now), 1))).label("overdue"),
+        )
+        .where(d.closed_at.is_(None), *_dashboard_where(filters, d.competent_unit))
+        .group_by(d.competent_unit, d.tier)
+        .order_by(d.competent_unit, d.tier)
+    )
+    rows = (await conn.execute(statement)).all()
+    return [
+        BacklogRow(
+            unit=row.competent_unit, tier=row.tier, open=int(row.open), overdue=int(row.overdue)
+        )
+        for row in rows
+    ]
+
+
+async def on_time_breakdown(
+    conn: AsyncConnection,
+    *,
+    closed_from: datetime,
+    closed_to: datetime,
+    by: GroupBy | None = None,
+    period: Period | None = None,
+    filters: DashboardFilters | None = None,
+) -> list[OnTimeBreakdownRow]:
+    """Dossiers closed in [closed_from, closed_to) with their verdicts, per unit or procedure
+    (`by`), per Hanoi day or month (`period`), or both, in order."""
+    filters = filters or DashboardFilters()
+    d = dossiers.c
+    groups: list[ColumnElement[Any]] = []
+    bucket = None if period is None else hanoi_period(conn.dialect.name, period, d.closed_at)
+    key = None if by is None else _group_column(by)
+    if bucket is not None:
+        groups.append(bucket.label("period"))
+    if key is not None:
+        groups.append(key.label("key"))
+    statement = select(*groups, *_verdict_counts()).where(
+        d.closed_at >= aware(closed_from),
+        d.closed_at < aware(closed_to),
+        *_dashboard_where(filters, d.competent_unit),
+    )
+    grouping = [g for g in (bucket, key) if g is not None]
+    if grouping:
+        statement = statement.group_by(*grouping).order_by(*grouping)
+    rows = (await conn.execute(statement)).all()
+    return [
+        OnTimeBreakdownRow(
+            period=None if bucket is None else date.fromisoformat(_full_date(row.period)),
+            key=None if key is None else row.key,
+            **_verdicts(row),
+        )
+        for row in rows
+        if row.all_closed
+    ]
+
+
+async def quality(
+    conn: AsyncConnection,
+    *,
+    by: Literal["competent_unit", "procedure_code"],
+    received_from: datetime,
+    received_to: datetime,
+    filters: DashboardFilters | None = None,
+) -> list[QualityRow]:
+    """Dossiers received in [received_from, received_to), per competent unit or procedure:
+    apology slips, supplements asked for, and the time to the result against the time the
+    law allowed, by key."""
+    filters = filters or DashboardFilters()
+    d = dossiers.c
+    key = _group_column(by)
+    supplement = (
+        select(tasks.c.id)
+        .where(tasks.c.dossier_code == d.code, tasks.c.action == "provide_supplement")
+        .exists()
+    )
+    ready = d.result_ready_at.is_not(None)
+    dialect = conn.dialect.name
+    statement = (
+        select(
+            key.label("key"),
+            func.count().label("received"),
+            func.count(case((d.apologized, 1))).label("apologized"),
+            func.count(case((supplement, 1))).label("supplemented"),
+            func.count(d.result_ready_at).label("result_ready"),
+            func.avg(case((ready, _seconds(dialect, d.received_at, d.result_ready_at)))).label(
+                "processing"
+            ),
+            func.avg(case((ready, _seconds(dialect, d.received_at, d.due_at)))).label("allowed"),
+        )
+        .where(
+            d.received_at >= aware(received_from),
+            d.received_at < aware(received_to),
+            *_dashboard_where(filters, d.competent_unit),
+        )
+        .group_by(key)
+        .order_by(key)
+    )
+    rows = (await conn.execute(statement)).all()
+    return [
+        QualityRow(
+            key=row.key,
+            received=int(row.received),
+            apologized=int(row.apologized),
+            supplemented=int(row.supplemented),
+            result_ready=int(row.result_ready),
+            avg_processing_seconds=None if row.processing is None else float(row.processing),
+            avg_allowed_seconds=None if row.allowed is None else float(row.allowed),
+        )
+        for row in rows
+    ]
+
+
+def _seconds(
+    dialect: str, start: ColumnElement[datetime], end: ColumnElement[datetime]
+) -> ColumnElement[float]:
+    """Seconds from `start` to `end`, both stored in UTC."""
+    if dialect == "postgresql":
+        return extract("epoch", end - start).cast(Float())
+    if dialect == "sqlite":
+        return (func.julianday(end) - func.julianday(start)) * literal_column("86400.0")
+    raise NotImplementedError(f"no durations on {dialect}")

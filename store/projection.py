@@ -56,6 +56,7 @@ def dossier_values(view: DossierView, last_event_seq: int, updated_at: datetime)
         "closed_at": view.closed_at,
         "on_time": view.on_time,
         "applicant_ref": view.applicant_ref,
+        "intake_channel": view.intake_channel.value,
         "last_event_seq": last_event_seq,
         "updated_at": updated_at,
     }

@@ -102,6 +102,8 @@ dossiers = Table(
     Column("applicant_ref", String(32), nullable=False),
     Column("last_event_seq", Integer, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # How the citizen filed: counter, online (the national portal) or post.
+    Column("intake_channel", String(16), nullable=False, server_default="counter"),
     # On-time ratio per unit, per procedure and per period: closed dossiers by close time.
     Index("ix_dossiers_receiving_closed", "receiving_unit", "closed_at"),
     Index("ix_dossiers_competent_closed", "competent_unit", "closed_at"),
@@ -118,6 +120,17 @@ dossiers = Table(
     # The API's lists: a unit's dossiers, newest received first, keyset-paged.
     Index("ix_dossiers_receiving_received", "receiving_unit", "received_at", "code"),
     Index("ix_dossiers_competent_received", "competent_unit", "received_at", "code"),
+    # The console's dashboard: what the city received, by day, and each unit's backlog.
+    Index("ix_dossiers_received", "received_at"),
+    Index("ix_dossiers_applicant_received", "applicant_ref", "received_at"),
+    Index(
+        "ix_dossiers_open_competent",
+        "competent_unit",
+        "tier",
+        "due_at",
+        postgresql_where=text("closed_at IS NULL"),
+        sqlite_where=text("closed_at IS NULL"),
+    ),
 )
 
 # The officers' inbox: what each unit and role is awaited for.
@@ -276,4 +289,37 @@ webhook_deliveries = Table(
     Column("subscription_id", String(36), primary_key=True),
     Column("delivered_at", UTCDateTime(), nullable=False),
     Column("status_code", Integer, nullable=False),
+)
+
+
+# --- the web console ----------------------------------------------------------------------------
+# The people who sign in to the console: city leaders, unit leaders, operators, auditors.
+# Passwords are Argon2id hashes; a disabled account keeps its row (the audit names it).
+console_users = Table(
+    "console_users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("full_name", String(120), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("roles", Text, nullable=False),  # comma-separated console roles
+    Column("unit", String(64)),  # the unit a unit leader leads
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("disabled_at", UTCDateTime()),
+)
+
+# What was done in the console and by whom: sign-ins (refused ones too, which the login rate
+# limit counts), downloads, operator actions, refusals. Append-only: triggers refuse UPDATE
+# and DELETE. Operator actions are also in the dossier's own audit chain (ops retry, reset).
+console_events = Table(
+    "console_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("client_ip", String(64), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", String(200), nullable=False, server_default=""),
+    Column("detail", Text, nullable=False, server_default=""),
+    Index("ix_console_events_user", "username", "at"),
+    Index("ix_console_events_ip", "client_ip", "at"),
 )

@@ -281,3 +281,42 @@ async def past_due_tasks(
         )
         for row in rows
     ]
+
+
+# --- search (the console) -------------------------------------------------------------------
+class DossierSearch(Record):
+    """What a search narrows to; every part is optional but `units` bounds what may be seen:
+    None for everything (city-wide roles), else the dossiers received or decided there."""
+
+    units: tuple[str, ...] | None = None
+    code: str | None = None
+    applicant_ref: str | None = None  # the citizen ID as lists show it, masked
+    received_from: AwareDatetime | None = None
+    received_to: AwareDatetime | None = None
+
+
+async def search_dossiers(
+    conn: AsyncConnection, search: DossierSearch, *, limit: int = 50
+) -> list[DossierRecord]:
+    """Dossiers matching the search, newest received first, at most `limit`."""
+    check_limit(limit)
+    d = dossiers.c
+    statement = (
+        select(*columns(DossierRecord, dossiers))
+        .order_by(d.received_at.desc(), d.code.desc())
+        .limit(limit)
+    )
+    if search.units is not None:
+        statement = statement.where(
+            or_(d.receiving_unit.in_(search.units), d.competent_unit.in_(search.units))
+        )
+    if search.code is not None:
+        statement = statement.where(d.code == search.code)
+    if search.applicant_ref is not None:
+        statement = statement.where(d.applicant_ref == search.applicant_ref)
+    if search.received_from is not None:
+        statement = statement.where(d.received_at >= aware(search.received_from))
+    if search.received_to is not None:
+        statement = statement.where(d.received_at < aware(search.received_to))
+    rows = (await conn.execute(statement)).mappings().all()
+    return [record_of(DossierRecord, row) for row in rows]

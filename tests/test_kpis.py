@@ -99,6 +99,11 @@ DOSSIERS = [
 NOW = at("2026-01-15 12:00")
 
 
+class ReceivedWindow(TypedDict):
+    received_from: datetime
+    received_to: datetime
+
+
 class Window(TypedDict):
     closed_from: datetime
     closed_to: datetime
@@ -328,6 +333,135 @@ async def test_inbox_earliest_due_first(conn: AsyncConnection) -> None:
     assert claimed[0].since == at("2026-01-13 09:00")
 
 
+# --- the console's dashboard -------------------------------------------------------------------
+DECEMBER_1: ReceivedWindow = {
+    "received_from": at("2025-12-01 00:00"),
+    "received_to": at("2025-12-02 00:00"),
+}
+
+
+async def test_received_per_day_channel_and_lane(conn: AsyncConnection) -> None:
+    rows = await kpis.received_per_day(conn, **DECEMBER_1)
+    # All 24 received on Dec 1 at the counter (the column's default); the 6 decided by the
+    # city department (D04 D08 D11 D15 O02 O05) in its lane, the 18 others at their ward.
+    assert [(r.day, r.channel, r.lane, r.received) for r in rows] == [
+        (date(2025, 12, 1), "counter", "city-processing", 6),
+        (date(2025, 12, 1), "counter", "ward-processing", 18),
+    ]
+    # Received at Hoan Kiem: D01-D05 D10 D11 D12 D14 O01 O02 O04 O06 O08, of which D04 D11
+    # O02 go to the department.
+    at_hk = await kpis.received_per_day(conn, filters=kpis.DashboardFilters(unit=HK), **DECEMBER_1)
+    assert [(r.lane, r.received) for r in at_hk] == [
+        ("city-processing", 3),
+        ("ward-processing", 11),
+    ]
+    assert (
+        await kpis.received_per_day(
+            conn, received_from=at("2025-12-02 00:00"), received_to=at("2025-12-03 00:00")
+        )
+        == []
+    )
+
+
+async def test_backlog_and_overdue_per_competent_unit(conn: AsyncConnection) -> None:
+    rows = await kpis.backlog(conn, now=NOW)
+    # BD: O03 (due Jan 12, overdue) O07 (Jan 20). HK: O01 O04 overdue, O06 due exactly now and
+    # O08 without an appointment are not. TP: O02 O05 both overdue.
+    assert [(r.unit, r.tier, r.open, r.overdue) for r in rows] == [
+        (BD, "ward", 2, 1),
+        (HK, "ward", 4, 2),
+        (TP, "city", 2, 2),
+    ]
+    city = await kpis.backlog(conn, now=NOW, filters=kpis.DashboardFilters(tier="city"))
+    assert [(r.unit, r.open, r.overdue) for r in city] == [(TP, 2, 2)]
+
+
+async def test_on_time_breakdown_agrees_with_the_ratios(conn: AsyncConnection) -> None:
+    per_unit = await kpis.on_time_breakdown(conn, by="competent_unit", **JANUARY)
+    ratios = await kpis.on_time_ratio(conn, by="competent_unit", **JANUARY)
+    assert [(r.key, r.closed, r.on_time, r.no_verdict) for r in per_unit] == [
+        (r.key, r.closed, r.on_time, r.no_verdict) for r in ratios
+    ]
+    per_day = await kpis.on_time_breakdown(conn, period="day", **JANUARY)
+    days = await kpis.on_time_by_period(conn, period="day", **JANUARY)
+    assert [(r.period, r.closed, r.on_time) for r in per_day] == [
+        (r.period, r.closed, r.on_time) for r in days
+    ]
+    # The city tier in January: D04 on time, D08 D11 late.
+    city = await kpis.on_time_breakdown(conn, filters=kpis.DashboardFilters(tier="city"), **JANUARY)
+    assert [(r.period, r.key, r.closed, r.on_time, r.late) for r in city] == [(None, None, 3, 1, 2)]
+
+
+async def test_quality_per_procedure(conn: AsyncConnection) -> None:
+    rows = await kpis.quality(conn, by="procedure_code", **DECEMBER_1)
+    # 1.001: D01 D02 D05 D06 D09 D12 D13 D14 O01 O06 O07 O08, of which O07 was asked for a
+    # supplement (task 11); no result ready in the seed, so no average.
+    assert [(r.key, r.received, r.apologized, r.supplemented, r.result_ready) for r in rows] == [
+        ("1.001", 12, 0, 1, 0),
+        ("1.002", 5, 0, 0, 0),
+        ("1.003", 1, 0, 0, 0),
+        ("2.001", 6, 0, 0, 0),
+    ]
+    assert all(r.avg_processing_seconds is None for r in rows)
+
+
+async def test_quality_times_against_the_legal_time(conn: AsyncConnection) -> None:
+    """Times and apology slips, on rows of their own written inside a transaction that is
+    rolled back (the module's data stays as the other tests read it)."""
+    extra = [
+        {
+            **_dossier("Q01", HK, HK, "3.001", closed="2026-03-06 09:00", on_time=True),
+            "received_at": _utc(at("2026-03-02 08:00")),
+            "result_ready_at": _utc(at("2026-03-03 08:00")),  # 24 h = 86,400 s
+            "due_at": _utc(at("2026-03-05 17:00")),  # 3 d 9 h = 291,600 s
+        },
+        {
+            **_dossier("Q02", HK, HK, "3.001", closed="2026-03-09 09:00", on_time=False),
+            "received_at": _utc(at("2026-03-02 08:00")),
+            "result_ready_at": _utc(at("2026-03-02 20:00")),  # 12 h = 43,200 s
+            "due_at": _utc(at("2026-03-04 17:00")),  # 2 d 9 h = 205,200 s
+            "apologized": True,
+        },
+        {
+            **_dossier("Q03", HK, HK, "3.001"),
+            "received_at": _utc(at("2026-03-02 09:00")),
+            "result_ready_at": None,
+            "apologized": False,
+        },
+    ]
+    extra[0]["apologized"] = False
+    transaction = await conn.begin_nested() if conn.in_transaction() else await conn.begin()
+    try:
+        await conn.execute(dossiers.insert(), extra)
+        [row] = await kpis.quality(
+            conn,
+            by="procedure_code",
+            received_from=at("2026-03-02 00:00"),
+            received_to=at("2026-03-03 00:00"),
+        )
+    finally:
+        await transaction.rollback()
+    assert (row.key, row.received, row.apologized, row.result_ready) == ("3.001", 3, 1, 2)
+    # Over Q01 and Q02, whose result is ready: (86,400 + 43,200) / 2 and (291,600 + 205,200) / 2.
+    assert row.avg_processing_seconds == pytest.approx(64_800, abs=1)
+    assert row.avg_allowed_seconds == pytest.approx(248_400, abs=1)
+
+
+async def test_search_by_unit_masked_citizen_and_dates(conn: AsyncConnection) -> None:
+    found = await views.search_dossiers(conn, views.DossierSearch(applicant_ref="ref-O07"))
+    assert [d.code for d in found] == ["O07"]
+    # Ba Dinh sees what it received or decides: D06-D09 D13 D15 D16 O03 O05 O07.
+    at_bd = await views.search_dossiers(conn, views.DossierSearch(units=(BD,)), limit=100)
+    assert sorted(d.code for d in at_bd) == sorted(
+        ["D06", "D07", "D08", "D09", "D13", "D15", "D16", "O03", "O05", "O07"]
+    )
+    assert (
+        await views.search_dossiers(conn, views.DossierSearch(units=(BD,), code="O01")) == []
+    )  # Hoan Kiem's: not found from Ba Dinh
+    none = views.DossierSearch(received_from=at("2025-12-02 00:00"))
+    assert await views.search_dossiers(conn, none) == []
+
+
 async def test_bounds_must_be_timezone_aware(conn: AsyncConnection) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         await kpis.past_due(conn, now=datetime(2026, 1, 15, 12, 0))
@@ -470,6 +604,10 @@ async def _plan(conn: AsyncConnection, statement: str, parameters: Any) -> list[
 
 JUNE_2025: Window = {"closed_from": at("2025-06-01 00:00"), "closed_to": at("2025-07-01 00:00")}
 LATE_2025 = at("2025-11-10 00:00")
+JUNE_RECEIVED: ReceivedWindow = {
+    "received_from": at("2025-06-01 00:00"),
+    "received_to": at("2025-07-01 00:00"),
+}
 UNIT = "unit-5"
 
 Call = Callable[[AsyncConnection], Awaitable[list[Any]]]
@@ -503,6 +641,40 @@ TYPICAL: dict[str, Call] = {
     "open tasks, the city": lambda c: kpis.open_tasks(c),
     "inbox, unit and role": lambda c: views.inbox(c, unit=UNIT, role="specialist"),
     "inbox, unit": lambda c: views.inbox(c, unit=UNIT),
+    "received per day, the city": lambda c: kpis.received_per_day(c, **JUNE_RECEIVED),
+    "received per day, one unit": lambda c: kpis.received_per_day(
+        c, filters=kpis.DashboardFilters(unit=UNIT), **JUNE_RECEIVED
+    ),
+    "backlog, the city": lambda c: kpis.backlog(c, now=LATE_2025),
+    "backlog, one unit": lambda c: kpis.backlog(
+        c, now=LATE_2025, filters=kpis.DashboardFilters(unit=UNIT)
+    ),
+    "on time per unit and day": lambda c: kpis.on_time_breakdown(
+        c, by="competent_unit", period="day", **JUNE_2025
+    ),
+    "on time per day, one unit": lambda c: kpis.on_time_breakdown(
+        c, period="day", filters=kpis.DashboardFilters(unit=UNIT), **JUNE_2025
+    ),
+    "quality per procedure, the city": lambda c: kpis.quality(
+        c, by="procedure_code", **JUNE_RECEIVED
+    ),
+    "quality per unit, one unit": lambda c: kpis.quality(
+        c, by="competent_unit", filters=kpis.DashboardFilters(unit=UNIT), **JUNE_RECEIVED
+    ),
+    "search, masked citizen ID": lambda c: views.search_dossiers(
+        c, views.DossierSearch(applicant_ref="ref-7")
+    ),
+    "search, a unit's dates": lambda c: views.search_dossiers(
+        c,
+        views.DossierSearch(
+            units=(UNIT,),
+            received_from=JUNE_RECEIVED["received_from"],
+            received_to=JUNE_RECEIVED["received_to"],
+        ),
+    ),
+    "search, the city's dates": lambda c: views.search_dossiers(
+        c, views.DossierSearch(received_from=JUNE_RECEIVED["received_from"])
+    ),
 }
 
 
@@ -519,7 +691,7 @@ async def test_no_full_scan_at_scale(big: AsyncEngine) -> None:
             assert len(selects) == 1, f"{name}: {emitted}"
             plans[name] = await _plan(conn, *selects[0])
         # The detector itself: a lookup by an unindexed column must show up as a full scan.
-        control = await _plan(conn, "SELECT code FROM dossiers WHERE applicant_ref = 'ref-7'", ())
+        control = await _plan(conn, "SELECT code FROM dossiers WHERE portal_status_code = 7", ())
 
     def full_scan(lines: list[str]) -> bool:
         return not lines or any(

@@ -625,6 +625,7 @@ class DossierWorkflow(HumanSteps):
             portal_status_code=portal_code(self._status),
             received_at=filing.received_at,
             applicant_ref=masked(filing.submission.applicant.citizen_id),
+            intake_channel=filing.submission.intake_channel,
             # A closed dossier's clock no longer runs, whatever it last did.
             clock=(
                 self._clock.model_copy(update={"running": False})
