@@ -15,6 +15,7 @@ import compileall
 import concurrent.futures
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,8 +24,14 @@ from typing import Any
 import httpx
 from google.protobuf.duration_pb2 import Duration
 from pydantic import BaseModel, ConfigDict
+from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.namespace.v1 import NamespaceConfig
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, UpdateNamespaceRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import (
+    DescribeNamespaceRequest,
+    DescribeTaskQueueRequest,
+    UpdateNamespaceRequest,
+)
 from temporalio.client import (
     Client,
     Schedule,
@@ -266,6 +273,29 @@ async def schedule_archive(client: Client, config: Settings) -> None:
         await client.get_schedule_handle(ARCHIVE_SCHEDULE_ID).update(
             lambda _: ScheduleUpdate(schedule=schedule)
         )
+
+
+async def wait_pollers(client: Client, queues: Sequence[str], timeout: float = 60) -> None:
+    """Until every queue has a poller: the stack is ready, a benchmark times no start-up."""
+    deadline = time.monotonic() + timeout
+    kinds = [TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY]
+    for queue in queues:
+        while True:
+            pollers = 0
+            for kind in kinds:
+                reply = await client.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(
+                        namespace=client.namespace,
+                        task_queue=TaskQueue(name=queue),
+                        task_queue_type=kind,
+                    )
+                )
+                pollers += len(reply.pollers)
+            if pollers:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"no worker polls {queue} after {timeout:.0f} s")
+            await asyncio.sleep(0.2)
 
 
 @contextlib.asynccontextmanager

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from bootstrap import (
     connect,
     running,
     schedule_archive,
+    wait_pollers,
     warm_up,
 )
 from codec import project_converter
@@ -140,29 +142,121 @@ async def _keep_samples_in_flight(client: Client, config: Settings) -> None:
         print(f"sample dossier {receipt.code} submitted, due {receipt.due_at:%Y-%m-%d %H:%M}")
 
 
+# A child that dies is started again, unless it keeps dying: then the stack stops, saying so.
+RESTARTS_PER_WINDOW = 5
+RESTART_WINDOW_SECONDS = 60.0
+
+
+@dataclass
+class Child:
+    """A process of the foreground stack, started again when it dies."""
+
+    name: str
+    args: list[str]
+    log: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.process = _spawn(self.args, self.env, self.log)
+
+    def died(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def restart(self) -> bool:
+        """Start it again; False when it died too often in the last minute."""
+        now = time.monotonic()
+        self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW_SECONDS]
+        if len(self.restarts) >= RESTARTS_PER_WINDOW:
+            return False
+        self.restarts.append(now)
+        self.start()
+        return True
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
+    def wait(self) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def dev_server_args(config: Settings, codec_port: int) -> list[str]:
+    """`temporal server start-dev` for `make run`: state in a file (a restart loses no
+    dossier), the engine's search attributes, the Web UI decoding through the codec server."""
+    args = [
+        temporal_cli(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str(config.data_dir / "temporal.db"),
+        "--port",
+        str(config.temporal_port),
+        "--ui-port",
+        str(config.temporal_ui_port),
+        "--ui-codec-endpoint",
+        f"http://127.0.0.1:{codec_port}",
+        "--log-level",
+        "warn",
+    ]
+    for attribute in sa.ALL:
+        args += ["--search-attribute", f"{attribute.name}={attribute._metadata_type}"]
+    return args
+
+
+async def _connected(config: Settings, address: str, stop: asyncio.Event) -> Client | None:
+    """The client once the server answers; None when stopped first."""
+    deadline = time.monotonic() + 60
+    while not stop.is_set():
+        try:
+            return await connect(config, address)
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"Temporal did not answer at {address}; see its log") from None
+            await asyncio.sleep(0.5)
+    return None
+
+
+async def _until_http(url: str, stop: asyncio.Event, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as http:
+        while not stop.is_set():
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{what} did not answer at {url}; see its log")
+            await asyncio.sleep(0.2)
+
+
 async def serve_foreground() -> int:
     config = settings()
+    # Ctrl-C from the first moment on ends the stack in order, never with a traceback.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     logs.configure(config.log_level)
+    # The terminal shows the stack's own lines; each part's log, migrations included, is in
+    # its file.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     warm_up()
     data_dir = config.data_dir
-    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    logs_dir = data_dir / "logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
     await prepare_database(config.database_url)
 
-    env: WorkflowEnvironment | None = None
-    address = config.temporal_address
     codec_port = load_codec_settings().port
-    if address is None:
-        # State in a file: stopping and restarting `make run` loses no dossier.
-        env = await start_dev_server(
-            data_dir,
-            database_file=data_dir / "temporal.db",
-            port=config.temporal_port,
-            ui_port=config.temporal_ui_port,
-            codec_endpoint=f"http://127.0.0.1:{codec_port}",
-        )
-        address = f"127.0.0.1:{config.temporal_port}"
-        print(f"temporal: {address}, web UI http://127.0.0.1:{config.temporal_ui_port}")
     metrics_port = config.worker_metrics_port or FOREGROUND_METRICS_PORT
+    address = config.temporal_address or f"127.0.0.1:{config.temporal_port}"
     child_env = {
         **os.environ,
         "TEMPORAL_ADDRESS": address,
@@ -171,63 +265,95 @@ async def serve_foreground() -> int:
         "PYTHONUNBUFFERED": "1",
         "WORKER_METRICS_PORT": str(metrics_port),
     }
-    logs_dir = data_dir / "logs"
-    children = {
-        "simulators": _spawn(
-            [sys.executable, "-m", "simulators"], child_env, logs_dir / "simulators.log"
+    python = sys.executable
+    children = [
+        Child("simulators", [python, "-m", "simulators"], logs_dir / "simulators.log", child_env),
+        Child(
+            "workers", [python, "worker.py", "--queues", "all"], logs_dir / "worker.log", child_env
         ),
-        "workers": _spawn(
-            [sys.executable, "worker.py", "--queues", "all"], child_env, logs_dir / "worker.log"
-        ),
-        "api": _spawn([sys.executable, "-m", "api"], child_env, logs_dir / "api.log"),
-        "codec server": _spawn(
-            [sys.executable, "-m", "codec", "serve", "--port", str(codec_port)],
-            child_env,
+        Child("api", [python, "-m", "api"], logs_dir / "api.log", child_env),
+        Child(
+            "codec server",
+            [python, "-m", "codec", "serve", "--port", str(codec_port)],
             logs_dir / "codec.log",
+            child_env,
         ),
-    }
-    for name, url in config.registry_urls.items():
-        print(f"simulator {name}: {url}")
-    print(f"HTTP API: http://127.0.0.1:{config.api_port}/v1 (OpenAPI at /openapi.json)")
-    print(f"web console: http://127.0.0.1:{config.api_port}/console/")
-    first = await first_account(config)
-    if first is not None:
-        print(
-            f"web console first account: {first.username} / {first.password} "
-            f"(kept in {first.path}, mode 0600; more with `python -m ops users add`)"
+    ]
+    if config.temporal_address is None:
+        # The dev server's own log goes to its file, like every other part's.
+        server = Child(
+            "temporal", dev_server_args(config, codec_port), logs_dir / "temporal.log", child_env
         )
-    print(f"codec server (Web UI decoding, localhost only): http://127.0.0.1:{codec_port}")
-    print(f"worker metrics: http://127.0.0.1:{child_env['WORKER_METRICS_PORT']}/metrics")
-    print(f"logs: {logs_dir}; Ctrl-C stops everything")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        children.insert(0, server)
+        server.start()
     exit_code = 0
     try:
-        client = await connect(config, address)
-        await _wait_for_simulators(config)
-        await _keep_samples_in_flight(client, config)
+        client = await _connected(config, address, stop)
+        if client is not None and config.temporal_address is None:
+            await apply_retention(client, config.temporal_retention)
+        for child in children:
+            if child.process is None:
+                child.start()
+        if client is not None and not stop.is_set():
+            await _wait_for_simulators(config)
+            await _until_http(f"http://127.0.0.1:{config.api_port}/readyz", stop, "the API")
+            await _until_http(f"http://127.0.0.1:{codec_port}/healthz", stop, "the codec server")
+            await wait_pollers(client, lanes.ALL_QUEUES)
+            await _keep_samples_in_flight(client, config)
+            await _print_ready(config, address, codec_port, metrics_port, logs_dir)
         while not stop.is_set():
-            dead = [name for name, proc in children.items() if proc.poll() is not None]
-            if dead:
-                print(f"stopped: {', '.join(dead)} exited; see {logs_dir}", file=sys.stderr)
-                exit_code = 1
-                break
+            for child in children:
+                code = child.died()
+                if code is None:
+                    continue
+                if child.name == "temporal" or not child.restart():
+                    print(
+                        f"stopped: {child.name} exited (code {code}) and keeps exiting; "
+                        f"see {child.log}",
+                        file=sys.stderr,
+                    )
+                    exit_code = 1
+                    stop.set()
+                    break
+                print(f"{child.name} exited (code {code}); started again (see {child.log})")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
     finally:
-        for proc in children.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in children.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        if env is not None:
-            await env.shutdown()
+        # The server last: the others finish their tasks against it.
+        for child in reversed(children):
+            child.stop()
+        for child in reversed(children):
+            child.wait()
+    print("stopped")
     return exit_code
+
+
+async def _print_ready(
+    config: Settings, address: str, codec_port: int, metrics_port: int, logs_dir: Path
+) -> None:
+    api = f"http://127.0.0.1:{config.api_port}"
+    lines = [
+        "ready: the dossier engine is running; Ctrl-C stops everything",
+        f"  HTTP API         {api}/v1  (docs {api}/docs, OpenAPI {api}/openapi.json)",
+        f"  web console      {api}/console/",
+    ]
+    first = await first_account(config)
+    if first is not None:
+        lines.append(
+            f"                   first account {first.username} / {first.password} "
+            f"(kept in {first.path}, mode 0600)"
+        )
+    lines.append(f"  Temporal         {address}")
+    if config.temporal_address is None:
+        lines.append(f"  Temporal Web UI  http://127.0.0.1:{config.temporal_ui_port}")
+    lines += [
+        f"  codec server     http://127.0.0.1:{codec_port}  (Web UI decoding, localhost only)",
+        f"  worker metrics   http://127.0.0.1:{metrics_port}/metrics",
+        "  simulators       "
+        + ", ".join(f"{name} {url}" for name, url in config.registry_urls.items()),
+        f"  logs             {logs_dir}",
+    ]
+    print("\n".join(lines), flush=True)
 
 
 async def _wait_for_simulators(config: Settings, timeout: float = 30.0) -> None:

@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from bench.baseline import ACTIVITY_QUEUE
 from bench.baseline import queue_of as baseline_queue
+from bootstrap import wait_pollers
 from codec import generate_key
 from config import ROOT
 from domain import lanes
@@ -144,33 +145,6 @@ async def wait_http(url: str, timeout: float = 60) -> None:
                     return
             if time.monotonic() > deadline:
                 raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
-            await asyncio.sleep(0.2)
-
-
-async def wait_pollers(client: Client, queues: Sequence[str], timeout: float = 60) -> None:
-    """Until every queue has a poller: a benchmark must not time the workers' start-up."""
-    from temporalio.api.enums.v1 import TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-
-    deadline = time.monotonic() + timeout
-    for queue in queues:
-        kinds = [TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY]
-        while True:
-            pollers = 0
-            for kind in kinds:
-                reply = await client.workflow_service.describe_task_queue(
-                    DescribeTaskQueueRequest(
-                        namespace=client.namespace,
-                        task_queue=TaskQueue(name=queue),
-                        task_queue_type=kind,
-                    )
-                )
-                pollers += len(reply.pollers)
-            if pollers:
-                break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"no worker polls {queue} after {timeout:.0f} s")
             await asyncio.sleep(0.2)
 
 

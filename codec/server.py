@@ -118,6 +118,11 @@ def create_app(keys: KeyRing, tokens: Sequence[str], origins: Sequence[str]) -> 
         authorize(request)
         return answer(await codec.encode(await read_payloads(request)))
 
+    async def healthz() -> JSONResponse:
+        """The process is up (says nothing of the keys)."""
+        return JSONResponse({"status": "ok"})
+
+    app.add_api_route("/healthz", healthz, methods=["GET"])
     for prefix in ("", "/{namespace}"):
         app.add_api_route(f"{prefix}/decode", decode, methods=["POST"])
         app.add_api_route(f"{prefix}/encode", encode, methods=["POST"])
