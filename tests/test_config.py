@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import stat
 import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -244,3 +245,17 @@ def test_mutual_tls_to_temporal_from_the_cli_variables(
     usage = engine.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert ExtendedKeyUsageOID.CLIENT_AUTH in usage
     assert stat.S_IMODE((tmp_path / "engine.key").stat().st_mode) == 0o600
+
+
+def test_the_operators_tool_runs_from_any_folder(tmp_path: Path) -> None:
+    """`make venv` installs the checkout editable, with its console script."""
+    tool = Path(sys.executable).parent / "dossier-ops"
+    shown = subprocess.run(
+        [str(tool), "archive", "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "retention" in shown.stdout
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "ops", "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert elsewhere.returncode == 0 and "stuck" in elsewhere.stdout, elsewhere.stderr
