@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import textwrap
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -393,12 +394,34 @@ def _when(value: datetime | None) -> str:
     return "" if value is None else f"{value.astimezone(HANOI):%Y-%m-%d %H:%M:%S}"
 
 
+# Below this many columns the table would fold every cell: one entry of two lines per row.
+WIDE_TABLE = 120
+
+
+def show_narrow(rows: Sequence[StuckRow]) -> None:
+    """An 80-column terminal (the operator's laptop over SSH at 2 a.m.): the dossier, what is
+    stuck and since when on one line; which workflow and why on the next, wrapped."""
+    console.print(f"stuck: {len({r.code for r in rows})} dossiers", highlight=False)
+    for row in rows:
+        attempts = f" x{row.attempts}" if row.attempts else ""
+        since = f"  since {row.since.astimezone(HANOI):%m-%d %H:%M}" if row.since else ""
+        step = f" {row.activity}" if row.activity else ""
+        console.print(f"{row.code}  {row.kind.value}{step}{attempts}{since}", highlight=False)
+        where = row.workflow_id.removeprefix(row.code) or "dossier"
+        why = f"{where.lstrip('.')}: {row.last_error or ''}".rstrip(": ")
+        for line in textwrap.wrap(why, width=max(40, console.width - 4)):
+            console.print(f"    {line}", highlight=False, markup=False)
+
+
 def show_stuck(rows: Sequence[StuckRow], as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
     if not rows:
         console.print("stuck: none")
+        return
+    if console.width < WIDE_TABLE:
+        show_narrow(rows)
         return
     table = Table(title=f"stuck: {len({r.code for r in rows})} dossiers", show_lines=False)
     for column in ("code", "workflow", "kind", "activity / step", "attempts", "last error"):

@@ -14,7 +14,8 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.api.workflow.v1 import PendingActivityInfo
 
 from config import ROOT
-from ops.stuck import SILENT_AFTER, silence
+from ops.cli import console
+from ops.stuck import SILENT_AFTER, StuckKind, StuckRow, show_stuck, silence
 
 NOW = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
 
@@ -92,3 +93,38 @@ def test_a_temporal_server_that_does_not_answer_is_said_in_one_line(tmp_path: Pa
     assert ran.returncode == 3, ran.stderr
     [line] = ran.stderr.strip().splitlines()
     assert line.startswith("ops: Temporal does not answer: ")
+
+
+def test_stuck_reads_at_80_columns() -> None:
+    """An operator's terminal over SSH: every line fits, each dossier says what and why."""
+    rows = [
+        StuckRow(
+            code="000.01.01.H26-261127-0001",
+            workflow_id="000.01.01.H26-261127-0001.processing",
+            kind=StuckKind.ACTIVITY,
+            activity="consult_registry",
+            attempts=14,
+            last_error="population registry POST /v1/citizens/verify: no answer within 10 s",
+            since=datetime(2026, 11, 27, 2, 0, tzinfo=UTC),
+        ),
+        StuckRow(
+            code="000.01.01.H26-261127-0002",
+            workflow_id="000.01.01.H26-261127-0002",
+            kind=StuckKind.HUMAN_TASK,
+            activity="appraise",
+            last_error="awaits specialist at hoan-kiem, due 2026-11-27 17:00",
+            since=datetime(2026, 11, 27, 10, 0, tzinfo=UTC),
+        ),
+    ]
+    with console.capture() as captured:
+        width = console.width
+        console.width = 80
+        try:
+            show_stuck(rows, as_json=False)
+        finally:
+            console.width = width
+    lines = captured.get().splitlines()
+    assert max(len(line) for line in lines) <= 80, lines
+    assert lines[1] == "000.01.01.H26-261127-0001  activity consult_registry x14  since 11-27 09:00"
+    assert "processing: population registry POST /v1/citizens/verify" in lines[2]
+    assert lines[4] == "000.01.01.H26-261127-0002  human_task appraise  since 11-27 17:00"
