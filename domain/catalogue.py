@@ -118,6 +118,10 @@ class Catalogue:
         """Commune-level units (phường and xã), the ward tier, in file order."""
         return [u for u in self.units.values() if u.kind in _KINDS_FOR_TIER[Tier.WARD]]
 
+    def service_centres(self) -> list[Unit]:
+        """The city's Public Administration Service Centre and its branches, in file order."""
+        return [u for u in self.units.values() if u.kind is UnitKind.CITY_SERVICE_CENTRE]
+
     def departments(self) -> list[Unit]:
         """City-level deciding units, in file order."""
         return [u for u in self.units.values() if u.kind is UnitKind.CITY_DEPARTMENT]
@@ -278,9 +282,26 @@ def _load_units(path: Path) -> dict[str, Unit]:
                 f"duplicate agency code {unit.agency_code}, already at entry "
                 f"{index_of_agency[unit.agency_code]}",
             )
+        if (unit.address is None) != (unit.address_source is None):
+            raise _entry_error(
+                file, index, unit.code, "address_source", "an address needs its source, and only"
+            )
         index_of_code[unit.code] = index
         index_of_agency[unit.agency_code] = index
         units[unit.code] = unit
+    for unit in units.values():
+        if unit.parent is None:
+            continue
+        index = index_of_code[unit.code]
+        if unit.kind is not UnitKind.CITY_SERVICE_CENTRE:
+            raise _entry_error(
+                file, index, unit.code, "parent", "only a service centre's branch has a parent"
+            )
+        parent = units.get(unit.parent)
+        if parent is None or parent.kind is not UnitKind.CITY_SERVICE_CENTRE:
+            raise _entry_error(
+                file, index, unit.code, "parent", f"{unit.parent} is not a city service centre"
+            )
     return units
 
 

@@ -52,9 +52,32 @@ def competent_unit_code(procedure: Procedure, receiving_unit: Unit, requested: s
     return requested or receiving_unit.code
 
 
-def route(procedure: Procedure, receiving_unit: Unit, competent_unit: Unit) -> Route:
+def check_receiving_unit(procedure: Procedure, receiving_unit: Unit) -> None:
+    """Where a dossier of this procedure may be filed.
+
+    Ward and commune counters take every procedure (Decree 118/2025: regardless of boundary).
+    The city's Public Administration Service Centre and its branches are the counters of the
+    city-tier procedures (QĐ 63/2024/QĐ-UBND; the 12 branches kept for the departments'
+    procedures after 1-7-2025, CV 3590/SNV-SBN); ward-tier ones are received by the wards.
+    A department is not a counter.
+    """
     if receiving_unit.kind is UnitKind.CITY_DEPARTMENT:
-        raise RoutingError("receiving_unit", "dossiers are received at ward and commune counters")
+        raise RoutingError(
+            "receiving_unit",
+            f"{receiving_unit.code} is a city department; dossiers are received at ward and "
+            "commune counters and at the city's service centre",
+        )
+    if receiving_unit.kind is UnitKind.CITY_SERVICE_CENTRE and procedure.tier is not Tier.CITY:
+        raise RoutingError(
+            "receiving_unit",
+            f"{receiving_unit.code} is a counter of the city's service centre, which receives "
+            f"city-tier procedures; {procedure.code} is ward tier and is received at a ward or "
+            "commune counter",
+        )
+
+
+def route(procedure: Procedure, receiving_unit: Unit, competent_unit: Unit) -> Route:
+    check_receiving_unit(procedure, receiving_unit)
     if procedure.tier is Tier.CITY:
         if competent_unit.kind is not UnitKind.CITY_DEPARTMENT:
             raise RoutingError("competent_unit", "a city-tier procedure is decided by a department")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from domain.calendar import WorkingCalendar
 from domain.catalogue import Catalogue
+from domain.routing import RoutingError, check_receiving_unit
 from schemas.catalogue import DeliveryChannel, UnitKind
 from schemas.statuses import Role
 
@@ -370,6 +371,10 @@ class _ArrivalChecks:
             )
         if row.procedure not in self.catalogue.procedures:
             raise PlanInputError(f"{where}{sep}procedure: unknown procedure {row.procedure}")
+        try:
+            check_receiving_unit(self.catalogue.procedures[row.procedure], unit)
+        except RoutingError as err:
+            raise PlanInputError(f"{where}{sep}ward: {err.rule}") from err
         if not self.scenario.start <= row.date < self.scenario.end:
             raise PlanInputError(
                 f"{where}{sep}date: {row.date} is outside the scenario "

@@ -21,6 +21,7 @@ class Action(StrEnum):
     HAND_OVER = "hand_over"
     CLAIM = "claim"
     RECORD_WET_SIGNATURE = "record_wet_signature"
+    CHECK_IDENTITY_IN_PERSON = "check_identity_in_person"
 
 
 class Step(BaseModel):
@@ -98,3 +99,28 @@ class WetSignature(Step):
 
     signed_at: AwareDatetime
     scan_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex SHA-256")
+
+
+class IdentityDocument(StrEnum):
+    """What the counter officer checked the applicant against, in person."""
+
+    # Căn cước / CCCD gắn chíp: the chip read at the counter (NFC reader or the VNeID
+    # verification app) and the photo compared with the person at the counter.
+    CHIP_ID_CARD = "chip_id_card"
+
+
+class IdentityCheckMethod(StrEnum):
+    """How the officer checked the card."""
+
+    CHIP_READ = "chip_read"  # the chip's signed data read at the counter
+    VISUAL = "visual"  # the printed card examined and compared by sight
+
+
+class InPersonIdentityCheck(Step):
+    """The population registry cannot answer: the counter officer receives the dossier on the
+    applicant's chip ID card, checked in person. The registry check still runs when the
+    registry is back; a mismatch is flagged to the unit's leader."""
+
+    document: IdentityDocument = IdentityDocument.CHIP_ID_CARD
+    method: IdentityCheckMethod
+    note: str = Field(default="", max_length=500)

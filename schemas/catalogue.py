@@ -22,6 +22,9 @@ class UnitKind(StrEnum):
     WARD = "ward"
     COMMUNE = "commune"
     CITY_DEPARTMENT = "city_department"
+    # Trung tâm Phục vụ hành chính công thành phố and its branches (QĐ 63/2024/QĐ-UBND):
+    # counters that receive and return city-tier dossiers; they decide nothing.
+    CITY_SERVICE_CENTRE = "city_service_centre"
 
 
 class Registry(StrEnum):
@@ -147,3 +150,14 @@ class Unit(Frozen):
     )
     name: str
     kind: UnitKind
+    parent: str | None = Field(
+        default=None, description="The centre a branch belongs to (city service centre only)"
+    )
+    address: str | None = Field(
+        default=None,
+        min_length=5,
+        description="Street address as a public source gives it; null when none confirms one",
+    )
+    address_source: str | None = Field(
+        default=None, min_length=5, description="Where the address comes from (required with it)"
+    )

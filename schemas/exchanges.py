@@ -45,18 +45,84 @@ class RegistryFinding(Exchange):
 
 
 # --- national portal -------------------------------------------------------------------------
+class PortalDocument(Exchange):
+    """A document the applicant filed (TaiLieuNop)."""
+
+    kind: str  # MaThanhPhanHoSo: the catalogue's document kind
+    title: str  # TenTepDinhKem
+    sha256: str | None = None  # TepDinhKemId
+
+
+class PortalFee(Exchange):
+    """A fee of the dossier (DanhSachLePhi) and whether it was paid."""
+
+    name: str  # TenPhiLePhi
+    code: str  # MaPhiLePhi
+    amount_vnd: int = Field(ge=0)  # Gia
+    paid: bool = False
+
+
+class PortalSupplement(Exchange):
+    """One return for a supplement (DanhSachHoSoBoSung)."""
+
+    number: int = Field(ge=1)  # HoSoBoSungId
+    requested_by: str  # NguoiYeuCauBoSung
+    content: str  # NoiDungBoSung
+    requested_at: AwareDatetime  # NgayBoSung
+    received_by: str | None = None  # NguoiTiepNhanBoSung
+    received_at: AwareDatetime | None = None  # NgayTiepNhanBoSung
+    due_before: AwareDatetime | None = None  # NgayHenTraTruoc
+    due_after: AwareDatetime | None = None  # NgayHenTraMoi
+
+
+class PortalResult(Exchange):
+    """A result document (DanhSachGiayToKetQua)."""
+
+    kind: str  # TenGiayTo / MaGiayToKetQua
+    sha256: str  # GiayToId
+
+
+class PortalProgress(Exchange):
+    """One step of the dossier's processing (QuaTrinhXuLy), sent once."""
+
+    actor: str  # NguoiXuLy
+    at: AwareDatetime  # ThoiDiemXuLy
+    step: str  # NoiDungXuLy
+    status_code: int = Field(ge=1, le=10)  # TrangThai
+    due_at: AwareDatetime | None = None  # NgayKetThucTheoQuyDinh
+
+
 class PortalSync(Exchange):
     dossier_code: str
     procedure_code: str
     status_code: int = Field(ge=1, le=10)
     received_at: AwareDatetime
     due_at: AwareDatetime | None
+    # The deciding unit's slug, kept for readers; the portal gets its agency code.
     processing_unit: str
     intake_channel: int = Field(ge=1, le=3)
     step: str
     actor: str
     at: AwareDatetime
     returned_at: AwareDatetime | None = None
+    # What the provincial one-stop systems send besides the status (defaults: syncs scheduled
+    # before these fields existed still run).
+    procedure_name: str = ""
+    procedure_field: str = ""
+    agency_code: str = ""  # DonViXuLy: the deciding unit's agency code
+    receiving_agency_code: str = ""
+    applicant_name: str = ""  # ChuHoSo
+    applicant_id: str = ""  # SoGiayToChuHoSo
+    applicant_type: int = Field(default=1, ge=1, le=4)  # LoaiDoiTuong
+    applicant_phone: str | None = None
+    applicant_email: str | None = None
+    documents: tuple[PortalDocument, ...] = ()
+    fees: tuple[PortalFee, ...] = ()
+    supplements: tuple[PortalSupplement, ...] = ()
+    results: tuple[PortalResult, ...] = ()
+    # The steps since the previous sync, this one's included: over the dossier's syncs, one
+    # row per step.
+    progress: tuple[PortalProgress, ...] = ()
 
 
 # --- notifications and post ------------------------------------------------------------------

@@ -29,6 +29,12 @@ class TimelineStep(StrEnum):
     # the citizen's supplement; no receipt and no clock in between.
     INTAKE_SUPPLEMENT_REQUESTED = "intake supplement requested"
     INTAKE_SUPPLEMENT_RECEIVED = "intake supplement received"
+    # The population registry does not answer: at the counter, the chip ID card checked in
+    # person; the registry's check when it is back, and a mismatch flagged to the leader.
+    IDENTITY_REGISTRY_UNANSWERED = "identity registry not answering"
+    IDENTITY_CHECKED_IN_PERSON = "identity checked in person"
+    IDENTITY_CONFIRMED_BY_REGISTRY = "identity confirmed by the registry"
+    IDENTITY_MISMATCH_FLAGGED = "identity mismatch flagged to the leader"
     TRANSFERRED = "transferred"
     # The competent unit's lane.
     REGISTRIES_CONSULTED = "registries consulted"
@@ -86,6 +92,7 @@ HOLDER: dict[Action, Holder] = {
     Action.CLAIM: Holder.LANE,
     Action.RECORD_WET_SIGNATURE: Holder.LANE,
     Action.HAND_OVER: Holder.DOSSIER,
+    Action.CHECK_IDENTITY_IN_PERSON: Holder.DOSSIER,
     Action.WITHDRAW: Holder.CURRENT,
 }
 

@@ -22,7 +22,7 @@ from domain import lanes
 from domain.calendar import HANOI, default_calendar
 from domain.catalogue import Catalogue, CatalogueError
 from domain.codes import dossier_code, sequence_scope
-from domain.routing import RoutingError, competent_unit_code, route
+from domain.routing import RoutingError, check_receiving_unit, competent_unit_code, route
 from schemas.actions import Acknowledgement, Action, Step
 from schemas.dossier import DossierFiling, DossierSubmission, DossierView, TimelineEntry
 from schemas.lifecycle import HOLDER, Holder
@@ -89,6 +89,7 @@ def prepare_filing(
     if received_at < now - MAX_BACKDATING:
         raise FilingError("received_at", f"must be within the last {MAX_BACKDATING.days} days")
     try:
+        check_receiving_unit(procedure, receiving)
         competent_code = competent_unit_code(procedure, receiving, submission.competent_unit)
         competent = catalogue.unit(competent_code)
         route(procedure, receiving, competent)

@@ -375,3 +375,47 @@ def test_fee_flat_and_none(catalogue: Catalogue) -> None:
 def test_fee_rejects_negative_counts() -> None:
     with pytest.raises(ValueError):
         fee_vnd(_per_page_procedure(), pages=-1, copies=1)
+
+
+# --- the city's service centre -----------------------------------------------------------------
+
+
+def test_service_centre_and_its_branches(catalogue: Catalogue) -> None:
+    centres = catalogue.service_centres()
+    # The centre and its 12 regional branches (sovhtt.hanoi.gov.vn; CV 3590/SNV-SBN).
+    assert [u.code for u in centres] == ["trung-tam-phvhcc"] + [
+        f"chi-nhanh-{n}" for n in range(1, 13)
+    ]
+    assert all(u.parent == "trung-tam-phvhcc" for u in centres[1:])
+    assert catalogue.unit("chi-nhanh-1").address is not None
+    assert "258 Võ Chí Công" in (catalogue.unit("chi-nhanh-1").address or "")
+    # Only where a source gives it; the others stay unconfirmed (null), never made up.
+    with_address = {u.code for u in centres if u.address is not None}
+    assert with_address == {"trung-tam-phvhcc", "chi-nhanh-1", "chi-nhanh-2", "chi-nhanh-7"}
+    assert all(u.address_source for u in centres if u.address is not None)
+    # Neither a ward nor a department: wards() and departments() are unchanged.
+    assert not {u.code for u in centres} & {u.code for u in catalogue.wards()}
+    assert not {u.code for u in centres} & {u.code for u in catalogue.departments()}
+
+
+def test_address_without_its_source(tmp_path: Path) -> None:
+    index = _index_of(_raw(UNITS_FILE, "units"), "chi-nhanh-3")
+
+    def unsourced(entries: list[dict[str, Any]]) -> None:
+        entries[index]["address"] = "1 Phố Không Rõ"
+
+    _expect_error(tmp_path, "units", unsourced, f"entry {index} (chi-nhanh-3): address_source")
+
+
+def test_branch_of_something_that_is_not_a_centre(tmp_path: Path) -> None:
+    index = _index_of(_raw(UNITS_FILE, "units"), "chi-nhanh-3")
+
+    def wrong_parent(entries: list[dict[str, Any]]) -> None:
+        entries[index]["parent"] = "hoan-kiem"
+
+    _expect_error(
+        tmp_path,
+        "units",
+        wrong_parent,
+        f"entry {index} (chi-nhanh-3): parent: hoan-kiem is not a city service centre",
+    )

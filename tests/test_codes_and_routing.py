@@ -74,6 +74,41 @@ def test_routing_refuses_units_that_cannot_decide() -> None:
         route(ward, catalogue.unit("hoan-kiem"), catalogue.unit("so-tai-chinh"))
 
 
+def test_the_city_service_centre_receives_city_tier_procedures() -> None:
+    catalogue = default_catalogue()
+    branch = catalogue.unit("chi-nhanh-1")
+    city = [p for p in catalogue.procedures.values() if p.tier is Tier.CITY]
+    assert city
+    for procedure in city:
+        competent = catalogue.unit(competent_unit_code(procedure, branch, None))
+        routed = route(procedure, branch, competent)
+        assert routed.lane == "city-processing"
+        assert routed.competent_unit == procedure.competent_department
+        assert routed.cross_unit  # received at the branch, decided at the department
+
+
+def test_the_city_service_centre_refuses_ward_tier_procedures() -> None:
+    catalogue = default_catalogue()
+    for code in ("trung-tam-phvhcc", "chi-nhanh-7"):
+        counter = catalogue.unit(code)
+        for procedure in catalogue.procedures.values():
+            if procedure.tier is Tier.CITY:
+                continue
+            with pytest.raises(RoutingError) as refused:
+                route(procedure, counter, counter)
+            assert refused.value.field == "receiving_unit"
+            assert "ward tier" in refused.value.rule and procedure.code in refused.value.rule
+
+
+def test_a_department_is_not_a_counter() -> None:
+    catalogue = default_catalogue()
+    department = catalogue.unit("so-tai-chinh")
+    with pytest.raises(RoutingError) as refused:
+        route(catalogue.procedure("2.001610"), department, department)
+    assert refused.value.field == "receiving_unit"
+    assert "so-tai-chinh is a city department" in refused.value.rule
+
+
 def submission(**changes: object) -> DossierSubmission:
     person = sample_citizens()[0]
     base = DossierSubmission(
@@ -95,6 +130,13 @@ def submission(**changes: object) -> DossierSubmission:
         ({"procedure_code": "9.999999"}, "procedure_code", "unknown procedure"),
         ({"receiving_unit": "atlantis"}, "receiving_unit", "unknown unit"),
         ({"competent_unit": "so-tai-chinh"}, "competent_unit", "decided by a ward"),
+        ({"receiving_unit": "chi-nhanh-2"}, "receiving_unit", "is ward tier"),
+        (
+            {"receiving_unit": "chi-nhanh-2", "competent_unit": "hoan-kiem"},
+            "receiving_unit",
+            "service centre",
+        ),
+        ({"receiving_unit": "so-tu-phap"}, "receiving_unit", "city department"),
         ({"received_at": datetime(2099, 1, 1, tzinfo=HANOI)}, "received_at", "future"),
         ({"received_at": datetime(2020, 1, 1, tzinfo=HANOI)}, "received_at", "within the last"),
     ],
@@ -106,3 +148,14 @@ def test_a_bad_submission_is_refused_naming_field_and_rule(
         prepare_filing(submission(**changes), default_catalogue(), datetime.now(HANOI))
     assert refused.value.field == field
     assert rule in refused.value.rule.lower()
+
+
+def test_a_city_tier_dossier_is_filed_at_a_branch_of_the_service_centre() -> None:
+    catalogue = default_catalogue()
+    filing = prepare_filing(
+        submission(procedure_code="2.001610", receiving_unit="chi-nhanh-2"),
+        catalogue,
+        datetime.now(HANOI),
+    )
+    assert filing.receiving_unit.code == "chi-nhanh-2"
+    assert filing.competent_unit.code == catalogue.procedure("2.001610").competent_department

@@ -32,7 +32,15 @@ from activities.notify import NotifyActivities
 from activities.payment import PaymentActivities
 from activities.portal import PortalActivities
 from config import Settings, load_settings
-from schemas.exchanges import FeeRequest, Notification, NotificationChannel, PortalSync, PostOrder
+from schemas.exchanges import (
+    FeeRequest,
+    Notification,
+    NotificationChannel,
+    PortalDocument,
+    PortalProgress,
+    PortalSync,
+    PostOrder,
+)
 from simulators.process import SimulatorsProcess
 from simulators.seed import sample_citizens, sample_civil_packages
 from store.db import engine_for
@@ -139,11 +147,25 @@ async def test_a_retried_portal_sync_is_one_receipt_and_a_status_reached_again_a
         step="transferred",
         actor="system",
         at=at,
+        agency_code="000.01.01.H26",
+        applicant_name="Nguyễn Văn An",
+        applicant_id="001090000001",
+        documents=(PortalDocument(kind="to_khai", title="Tờ khai"),),
+        progress=(PortalProgress(actor="system", at=at, step="transferred", status_code=4),),
     )
     for number in (1, 2, 3):
         await attempt(activities.sync_portal, sync, number=number)
     # In processing again after the fees: the same status, another step.
-    later = sync.model_copy(update={"step": "fees paid", "at": at + timedelta(hours=2)})
+    paid_at = at + timedelta(hours=2)
+    later = sync.model_copy(
+        update={
+            "step": "fees paid",
+            "at": paid_at,
+            "progress": (
+                PortalProgress(actor="system", at=paid_at, step="fees paid", status_code=4),
+            ),
+        }
+    )
     await attempt(activities.sync_portal, later)
 
     code = sync.dossier_code

@@ -343,8 +343,24 @@ def portal_body(code: str, status: int) -> dict[str, object]:
         "NgayTiepNhan": "20260105090000",
         "NgayHenTra": "20260112170000",
         "KenhThucHien": 1,
-        "DonViXuLy": "UBND phường Hoàn Kiếm",
-        "TaiLieuNop": [{"TenTepDinhKem": "to-khai.pdf"}],
+        "DonViXuLy": "000.01.01.H26",
+        "TenDonViXuLy": "UBND phường Hoàn Kiếm",
+        "ChuHoSo": "Nguyễn Văn An",
+        "SoGiayToChuHoSo": "001090000001",
+        "LoaiDoiTuong": 1,
+        "TaiLieuNop": [{"MaThanhPhanHoSo": "to_khai", "TenTepDinhKem": "to-khai.pdf"}],
+        "DanhSachLePhi": [
+            {"TenPhiLePhi": "Lệ phí", "MaPhiLePhi": "1.001612", "Gia": 100000, "TrangThai": 0}
+        ],
+        "QuaTrinhXuLy": [
+            {
+                "MaHoSo": code,
+                "NguoiXuLy": "system",
+                "ThoiDiemXuLy": "20260105090000",
+                "NoiDungXuLy": f"step to {status}",
+                "TrangThai": status,
+            }
+        ],
     }
 
 
@@ -357,7 +373,9 @@ def test_portal_keeps_the_status_sequence(sims: SimulatorsProcess, http: httpx.C
     statuses = http.get(url(sims, "portal", f"/_sim/dossiers/{code}/statuses"))
     assert statuses.json() == {"code": code, "statuses": [2, 4, 9, 10]}
     latest = http.get(url(sims, "portal", f"/_sim/dossiers/{code}")).json()
-    assert latest["DonViXuLy"] == "UBND phường Hoàn Kiếm"  # extra keys kept
+    assert latest["TenDonViXuLy"] == "UBND phường Hoàn Kiếm"  # extra keys kept
+    rows = http.get(url(sims, "portal", f"/_sim/dossiers/{code}/progress")).json()["rows"]
+    assert [r["TrangThai"] for r in rows] == [2, 4, 9, 10]  # one row per step
     never = http.get(url(sims, "portal", "/_sim/dossiers/never-synced/statuses"))
     assert never.json()["statuses"] == []
 
@@ -372,12 +390,32 @@ def test_portal_keeps_the_status_sequence(sims: SimulatorsProcess, http: httpx.C
         ({"NgayTiepNhan": "20261332090000"}, "NgayTiepNhan"),
         ({"NgayTra": "tomorrow"}, "NgayTra"),
         ({"MaHoSo": None}, "MaHoSo"),
+        ({"DonViXuLy": "hoan-kiem"}, "DonViXuLy"),
+        ({"ChuHoSo": ""}, "ChuHoSo"),
+        ({"LoaiDoiTuong": 5}, "LoaiDoiTuong"),
+        ({"TaiLieuNop": []}, "TaiLieuNop"),
+        ({"DanhSachLePhi": [{"TenPhiLePhi": "x", "MaPhiLePhi": "y", "Gia": -1}]}, "Gia"),
+        ({"QuaTrinhXuLy": []}, "QuaTrinhXuLy"),
+        (
+            {
+                "QuaTrinhXuLy": [
+                    {
+                        "MaHoSo": "bad-QuaTrinhXuLy",
+                        "NguoiXuLy": "system",
+                        "ThoiDiemXuLy": "20260105090000",
+                        "NoiDungXuLy": "transferred",
+                        "TrangThai": 2,
+                    }
+                ]
+            },
+            "the last row's TrangThai 2 is not the dossier's TrangThaiHoSo 4",
+        ),
     ],
 )
 def test_portal_refuses_a_bad_sync(
     sims: SimulatorsProcess, http: httpx.Client, change: dict[str, object], field: str
 ) -> None:
-    code = f"bad-{field}"
+    code = f"bad-{field}"[:64]
     body = {**portal_body(code, 4), **change}
     if change.get("MaHoSo", "") is None:
         del body["MaHoSo"]

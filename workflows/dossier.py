@@ -15,9 +15,16 @@ from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ChildWorkflowError
 
-from domain.catalogue import missing_documents
+from domain.catalogue import billable_pages, fee_vnd, missing_documents
 from domain.routing import Route, route
-from schemas.actions import Acknowledgement, Action, HandOver, Supplement, Withdrawal
+from schemas.actions import (
+    Acknowledgement,
+    Action,
+    HandOver,
+    InPersonIdentityCheck,
+    Supplement,
+    Withdrawal,
+)
 from schemas.catalogue import DeliveryChannel, Registry, RequiredDocument
 from schemas.citizen_id import masked
 from schemas.dossier import (
@@ -25,12 +32,19 @@ from schemas.dossier import (
     ClockState,
     DossierFiling,
     DossierView,
+    IntakeChannel,
     TimelineEntry,
 )
 from schemas.exchanges import (
     DueRequest,
     IdentityCheck,
+    IdentityResult,
     IssuedDocument,
+    PortalDocument,
+    PortalFee,
+    PortalProgress,
+    PortalResult,
+    PortalSupplement,
     PortalSync,
     PostOrder,
     ProjectionRecord,
@@ -57,6 +71,7 @@ from workflows import notices
 from workflows import search_attributes as sa
 from workflows.certification import CertificationWorkflow
 from workflows.policies import (
+    IDENTITY_PATIENCE,
     LOCAL_CALL,
     REGISTRY_CALL,
     TRANSIENT,
@@ -81,6 +96,13 @@ with workflow.unsafe.imports_passed_through():
 SYSTEM = "system"
 UPSERT_ONLY_CHANGES = "upsert-only-changes"
 INTAKE_CHANNEL_CODES = {"counter": 1, "online": 2, "post": 3}
+# LoaiDoiTuong: 1 citizen, 2 business (the OpenCPS DVCQG integration sends these two); 3 and
+# 4 as the provincial systems' applicant types list them (unconfirmed).
+APPLICANT_TYPE_CODES = {"citizen": 1, "business": 2, "state_body": 3, "other": 4}
+SUPPLEMENT_ASKED = (TimelineStep.INTAKE_SUPPLEMENT_REQUESTED, TimelineStep.SUPPLEMENT_REQUESTED)
+SUPPLEMENT_GIVEN = (TimelineStep.INTAKE_SUPPLEMENT_RECEIVED, TimelineStep.SUPPLEMENT_RECEIVED)
+# Counter filings whose identity check may be done in person when the registry is down.
+IDENTITY_IN_PERSON = "identity-check-in-person"
 
 
 @workflow.defn(name="Dossier")
@@ -103,12 +125,19 @@ class DossierWorkflow(HumanSteps):
         self._reason: str | None = None
         self._closed_at: datetime | None = None
         self._synced: PortalState | None = None
+        # The first timeline step the portal has not had as a progress row yet.
+        self._portal_rows_from = 0
+        self._result_documents: list[IssuedDocument] = []
         self._lock = asyncio.Lock()
         self._deliveries: list[asyncio.Future[int]] = []
         # An incomplete dossier at intake: what form 02 asked for, and the supplement.
         self._missing_at_intake: list[str] = []
         self._intake_supplement: Supplement | None = None
         self._withdrawn_at_intake = False
+        # The registry does not answer: the chip ID card checked in person at the counter,
+        # and the registry's own check, which still runs when it is back.
+        self._in_person_check: InPersonIdentityCheck | None = None
+        self._late_identity: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, filing: DossierFiling) -> DossierResult:
@@ -150,15 +179,20 @@ class DossierWorkflow(HumanSteps):
             filing = self.filing
         submission = filing.submission
         applicant = submission.applicant
+        check = IdentityCheck(
+            dossier_code=filing.code,
+            citizen_id=applicant.citizen_id,
+            full_name=applicant.full_name,
+            date_of_birth=applicant.date_of_birth,
+        )
+        at_counter = submission.intake_channel is IntakeChannel.COUNTER
+        if at_counter and workflow.patched(IDENTITY_IN_PERSON):
+            return await self._check_identity_at_counter(check)
+        # Online and post filings wait for the registry, however long it is down.
         try:
             identity = await workflow.execute_activity_method(
                 RegistryActivities.check_identity,
-                IdentityCheck(
-                    dossier_code=filing.code,
-                    citizen_id=applicant.citizen_id,
-                    full_name=applicant.full_name,
-                    date_of_birth=applicant.date_of_birth,
-                ),
+                check,
                 task_queue=lanes.REGISTRY_QUEUES[Registry.POPULATION],
                 start_to_close_timeout=REGISTRY_CALL,
                 retry_policy=TRANSIENT,
@@ -167,11 +201,112 @@ class DossierWorkflow(HumanSteps):
             if is_rejection(err):
                 return f"identity check refused: {rejection_message(err)}"
             raise
-        if not identity.matched:
-            return "identity does not match the population registry: " + ", ".join(
-                identity.mismatches
+        return _identity_problem(identity)
+
+    async def _check_identity_at_counter(self, check: IdentityCheck) -> str | None:
+        """The registry's check, or, when it has not answered for IDENTITY_PATIENCE, the
+        applicant's chip ID card checked in person by a counter officer: the dossier is
+        received and the registry's check goes on until the registry is back."""
+        handle = workflow.start_activity_method(
+            RegistryActivities.check_identity,
+            check,
+            task_queue=lanes.REGISTRY_QUEUES[Registry.POPULATION],
+            start_to_close_timeout=REGISTRY_CALL,
+            retry_policy=TRANSIENT,
+        )
+        try:
+            await workflow.wait_condition(handle.done, timeout=IDENTITY_PATIENCE)
+        except TimeoutError:
+            unit = self.filing.receiving_unit.code
+            now = workflow.now()
+            awaited = [
+                AwaitedAction(
+                    action=Action.CHECK_IDENTITY_IN_PERSON.value,
+                    role=Role.COUNTER_OFFICER.value,
+                    unit=unit,
+                    since=now,
+                ),
+                self._withdrawal_awaited(since=now),
+            ]
+            await self._record(
+                DossierStatus.SUBMITTED,
+                TimelineStep.IDENTITY_REGISTRY_UNANSWERED,
+                SYSTEM,
+                f"population registry silent for {int(IDENTITY_PATIENCE.total_seconds() // 60)} "
+                "min; the chip ID card may be checked in person",
+                awaiting=awaited,
             )
-        return None
+            await workflow.wait_condition(
+                lambda: (
+                    handle.done()
+                    or self._in_person_check is not None
+                    or self._withdrawal is not None
+                )
+            )
+            self._awaiting = []
+            if not handle.done():
+                if self._withdrawal is not None:
+                    handle.cancel()
+                    self._withdrawn_at_intake = True
+                    return None
+                step = self._in_person_check
+                assert step is not None
+                await self._record(
+                    DossierStatus.SUBMITTED,
+                    TimelineStep.IDENTITY_CHECKED_IN_PERSON,
+                    step.officer.officer_id,
+                    f"{step.document.value}, {step.method.value}"
+                    + (f": {step.note}" if step.note else "")
+                    + "; the registry's check follows when it answers",
+                )
+                self._late_identity = asyncio.create_task(self._registry_check_after(handle))
+                return None
+        try:
+            return _identity_problem(await handle)
+        except ActivityError as err:
+            if is_rejection(err):
+                return f"identity check refused: {rejection_message(err)}"
+            raise
+
+    async def _registry_check_after(self, handle: workflow.ActivityHandle[IdentityResult]) -> None:
+        """The registry is back: its answer on an identity checked in person. A mismatch does
+        not undo the receipt; it goes to the receiving unit's leader, who decides."""
+        try:
+            problem = _identity_problem(await handle)
+        except ActivityError as err:
+            if not is_rejection(err):
+                raise
+            problem = f"identity check refused: {rejection_message(err)}"
+        filing = self.filing
+        if problem is None:
+            await self._note(
+                TimelineStep.IDENTITY_CONFIRMED_BY_REGISTRY,
+                SYSTEM,
+                "the population registry confirms the identity checked in person",
+            )
+            return
+        unit = filing.receiving_unit
+        await self._note(
+            TimelineStep.IDENTITY_MISMATCH_FLAGGED, SYSTEM, f"leader of {unit.code}: {problem}"
+        )
+        await notices.send(
+            notices.to_unit(
+                filing,
+                unit,
+                "identity_mismatch",
+                f"Hồ sơ {filing.code}: thông tin nhân thân được kiểm tra trực tiếp bằng thẻ "
+                f"căn cước không khớp Cơ sở dữ liệu quốc gia về dân cư ({problem})",
+            )
+        )
+
+    @workflow.update
+    def check_identity_in_person(self, step: InPersonIdentityCheck) -> Acknowledgement:
+        self._in_person_check = step
+        return self._acknowledge(Action.CHECK_IDENTITY_IN_PERSON)
+
+    @check_identity_in_person.validator
+    def _validate_check_identity_in_person(self, step: InPersonIdentityCheck) -> None:
+        self._check(Action.CHECK_IDENTITY_IN_PERSON, step.officer)
 
     async def _supplement_at_intake(self, missing: list[RequiredDocument]) -> bool:
         """Decree 61/2018 art. 17 (intake), Circular 01/2018 form 02: an
@@ -328,6 +463,7 @@ class DossierWorkflow(HumanSteps):
     async def _return_result(self, lane: LaneResult) -> None:
         filing = self.filing
         documents = lane.documents
+        self._result_documents = list(documents)
         self._stage = Stage.RETURN
         channel = filing.submission.delivery_channel
         applicant = filing.submission.applicant
@@ -413,7 +549,8 @@ class DossierWorkflow(HumanSteps):
         awaited = next((a for a in self._awaiting if a.action == action.value), None)
         # The dossier workflow takes the intake supplement and the hand-over; while a lane
         # holds the dossier, what it awaits is the lane's to take.
-        stage = Stage.INTAKE if action is Action.PROVIDE_SUPPLEMENT else Stage.RETURN
+        at_intake = action in (Action.PROVIDE_SUPPLEMENT, Action.CHECK_IDENTITY_IN_PERSON)
+        stage = Stage.INTAKE if at_intake else Stage.RETURN
         if awaited is None or self._stage is not stage:
             raise ValueError(
                 f"{action.value} is not possible now: dossier {self.filing.code} is "
@@ -425,6 +562,9 @@ class DossierWorkflow(HumanSteps):
     async def _close(
         self, outcome: Outcome, reason: str | None, documents: list[IssuedDocument] | None = None
     ) -> DossierResult:
+        if self._late_identity is not None:
+            # An identity checked in person: the registry's own check is part of the record.
+            await self._late_identity
         self._outcome = outcome
         self._reason = reason
         self._stage = Stage.CLOSED
@@ -482,6 +622,12 @@ class DossierWorkflow(HumanSteps):
             if awaiting is not None:
                 self._awaiting = awaiting
             await self._record_locked(status, step, actor, note, at)
+
+    async def _note(self, step: str, actor: str, note: str) -> None:
+        """A step that does not change the status, whichever status the dossier has by the
+        time the lock is taken (a lane's report may be ahead of it)."""
+        async with self._lock:
+            await self._record_locked(self._status, step, actor, note, None)
 
     async def _record_locked(
         self, status: DossierStatus, step: str, actor: str, note: str, at: datetime | None
@@ -570,6 +716,7 @@ class DossierWorkflow(HumanSteps):
                     actor=entry.actor,
                     at=entry.at,
                     returned_at=entry.at if entry.status is DossierStatus.RETURNED else None,
+                    **self._portal_record(),
                 ),
                 task_queue=lanes.PORTAL,
                 start_to_close_timeout=REGISTRY_CALL,
@@ -590,6 +737,62 @@ class DossierWorkflow(HumanSteps):
                     awaiting=entry.awaiting,
                 )
             )
+
+    def _portal_record(self) -> dict[str, Any]:
+        """What the portal reads besides the status: applicant, documents, fees and payment,
+        supplements, results, and the steps since the last sync as progress rows."""
+        filing = self.filing
+        procedure = filing.procedure
+        submission = filing.submission
+        applicant = submission.applicant
+        rows = self._timeline[self._portal_rows_from :]
+        self._portal_rows_from = len(self._timeline)
+        steps = [e.step for e in self._timeline]
+        fees: list[PortalFee] = []
+        amount = fee_vnd(
+            procedure,
+            billable_pages(procedure, ((d.kind, d.pages) for d in submission.documents)),
+            submission.copies,
+        )
+        if amount:
+            fees.append(
+                PortalFee(
+                    name=f"Phí, lệ phí: {procedure.name}",
+                    code=procedure.code,
+                    amount_vnd=amount,
+                    paid=TimelineStep.FEES_PAID in steps,
+                )
+            )
+        return {
+            "procedure_name": procedure.name,
+            "procedure_field": procedure.field,
+            "agency_code": filing.competent_unit.agency_code,
+            "receiving_agency_code": filing.receiving_unit.agency_code,
+            "applicant_name": applicant.full_name,
+            "applicant_id": applicant.citizen_id,
+            "applicant_type": APPLICANT_TYPE_CODES[applicant.kind.value],
+            "applicant_phone": applicant.phone,
+            "applicant_email": applicant.email,
+            "documents": tuple(
+                PortalDocument(kind=d.kind, title=d.title, sha256=d.sha256)
+                for d in submission.documents
+            ),
+            "fees": tuple(fees),
+            "supplements": tuple(_supplements(self._timeline)),
+            "results": tuple(
+                PortalResult(kind=d.kind.value, sha256=d.sha256) for d in self._result_documents
+            ),
+            "progress": tuple(
+                PortalProgress(
+                    actor=e.actor,
+                    at=e.at,
+                    step=e.step,
+                    status_code=portal_code(e.status),
+                    due_at=e.due_at,
+                )
+                for e in rows
+            ),
+        }
 
     def _upsert_search_attributes(self) -> None:
         """Only what changed: each upsert is a visibility write on the server, and a step
@@ -644,3 +847,34 @@ class DossierWorkflow(HumanSteps):
     @workflow.query
     def timeline(self) -> list[TimelineEntry]:
         return self._timeline
+
+
+def _identity_problem(identity: IdentityResult) -> str | None:
+    if identity.matched:
+        return None
+    return "identity does not match the population registry: " + ", ".join(identity.mismatches)
+
+
+def _supplements(timeline: list[TimelineEntry]) -> list[PortalSupplement]:
+    """Each return for a supplement with its answer, from the timeline."""
+    found: list[PortalSupplement] = []
+    for entry in timeline:
+        if entry.step in SUPPLEMENT_ASKED:
+            found.append(
+                PortalSupplement(
+                    number=len(found) + 1,
+                    requested_by=entry.actor,
+                    content=entry.note,
+                    requested_at=entry.at,
+                    due_before=entry.due_at,
+                )
+            )
+        elif entry.step in SUPPLEMENT_GIVEN and found and found[-1].received_at is None:
+            found[-1] = found[-1].model_copy(
+                update={
+                    "received_by": entry.actor,
+                    "received_at": entry.at,
+                    "due_after": entry.due_at,
+                }
+            )
+    return found

@@ -44,6 +44,9 @@ SIGNING_CALL = timedelta(seconds=SIGN.answer_seconds + CONNECT_SECONDS + 30)
 # and the step is retried (with the same signing request) instead of waiting out the window.
 SIGNING_HEARTBEAT = timedelta(seconds=30)
 LOCAL_CALL = timedelta(seconds=10)
+# How long a citizen at the counter waits for the population registry before the counter
+# officer may check the chip ID card in person instead (the seed reports VNeID outages).
+IDENTITY_PATIENCE = timedelta(minutes=3)
 
 
 def is_rejection(error: BaseException) -> bool:

@@ -21,6 +21,7 @@ from schemas.actions import (
     Certification,
     Claim,
     HandOver,
+    InPersonIdentityCheck,
     Refusal,
     Step,
     Supplement,
@@ -44,6 +45,7 @@ BODIES: dict[Action, type[Step]] = {
     Action.HAND_OVER: HandOver,
     Action.CLAIM: Claim,
     Action.RECORD_WET_SIGNATURE: WetSignature,
+    Action.CHECK_IDENTITY_IN_PERSON: InPersonIdentityCheck,
 }
 
 

@@ -93,4 +93,4 @@ async def test_no_input_gets_a_5xx_and_every_answer_matches_the_document(api: Ap
         api.stack.started.extend(filed)  # fuzzed dossiers' histories are replayed too
     assert "POST /v1/dossiers negative" in fuzzed
     assert "GET /v1/dossiers/{code}/timeline positive" in fuzzed
-    assert len([f for f in fuzzed if "/actions/" in f]) == 10
+    assert len([f for f in fuzzed if "/actions/" in f]) == 11

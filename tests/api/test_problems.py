@@ -198,7 +198,7 @@ async def test_health_readiness_and_the_openapi_document(
     assert {"200", "201", "400", "401", "403", "409", "413", "422"} <= set(submit["responses"])
     assert "application/problem+json" in submit["responses"]["422"]["content"]
     actions = [p for p in document["paths"] if "/actions/" in p]
-    assert len(actions) == 10
+    assert len(actions) == 11
 
     # A database that does not answer: not ready, and says which.
     broken = stack.settings.model_copy(
