@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 from temporalio.client import Client
@@ -38,13 +39,22 @@ from schemas.actions import (
     Approval,
     Certification,
     HandOver,
+    IdentityCheckMethod,
+    InPersonIdentityCheck,
     Recommendation,
     Refusal,
     Step,
     Supplement,
     SupplementRequest,
+    WetSignature,
 )
-from schemas.dossier import AwaitedAction, DossierView, Officer, SubmittedDocument
+from schemas.dossier import (
+    AwaitedAction,
+    DossierSubmission,
+    DossierView,
+    Officer,
+    SubmittedDocument,
+)
 from schemas.statuses import Stage
 from services import dossiers
 from store.db import dispose_all, engine_for
@@ -96,11 +106,19 @@ def officer(role: str, unit: str) -> Officer:
     return Officer(officer_id=f"{unit}.{role}.1", full_name=f"{role} {unit}", role=role, unit=unit)
 
 
-def demo_step(index: int, awaited: AwaitedAction, supplements_asked: bool) -> tuple[Action, Step]:
+def demo_step(
+    index: int, awaited: AwaitedAction, supplements_asked: bool, procedure_code: str = ""
+) -> tuple[Action, Step]:
     """What the officer does: mostly approve; every 10th gets a supplement request first,
-    every 9th is refused."""
+    every 9th is refused; a result the signing service refused is signed on paper."""
     me = officer(awaited.role, awaited.unit)
     action = Action(awaited.action)
+    if action is Action.CHECK_IDENTITY_IN_PERSON:
+        # The population registry is silent: the counter reads the card's chip.
+        return action, InPersonIdentityCheck(officer=me, method=IdentityCheckMethod.CHIP_READ)
+    if action is Action.RECORD_WET_SIGNATURE:
+        scan = hashlib.sha256(f"scan of the signed result, {index}".encode()).hexdigest()
+        return action, WetSignature(officer=me, signed_at=datetime.now(HANOI), scan_sha256=scan)
     if action is Action.APPRAISE and index % 10 == 4 and not supplements_asked:
         return Action.REQUEST_SUPPLEMENT, SupplementRequest(officer=me, missing=["identity_card"])
     if action is Action.APPRAISE:
@@ -112,9 +130,15 @@ def demo_step(index: int, awaited: AwaitedAction, supplements_asked: bool) -> tu
     if action is Action.CERTIFY:
         return action, Certification(officer=me)
     if action is Action.PROVIDE_SUPPLEMENT:
-        return action, Supplement(
-            officer=me, documents=[SubmittedDocument(kind="identity_card", title="CCCD")]
+        # Everything the procedure requires, and the ID card the specialist asks for.
+        required = (
+            default_catalogue().procedure(procedure_code).required_documents
+            if procedure_code
+            else []
         )
+        documents = {d.kind: SubmittedDocument(kind=d.kind, title=d.name) for d in required}
+        documents.setdefault("identity_card", SubmittedDocument(kind="identity_card", title="CCCD"))
+        return action, Supplement(officer=me, documents=list(documents.values()))
     if action is Action.HAND_OVER:
         return action, HandOver(officer=me, rating=3)
     # The demo never withdraws; a step it does not know is a demo to extend, not a dossier
@@ -122,10 +146,24 @@ def demo_step(index: int, awaited: AwaitedAction, supplements_asked: bool) -> tu
     raise ValueError(f"the demo officer does not know the step {action.value}")
 
 
+# The dossiers that show what the law asks beyond the common way (README, The demo).
+INTAKE_SUPPLEMENT = 3  # filed without one of its documents: form 02 at the counter
+CITY_CENTRE = 2  # a city-tier procedure received at the city's service centre
+SECOND_REQUEST = 14  # a second supplement request, refused (Decree 61/2018 art. 19(4))
+PAPER_SIGNATURE = 6  # the signing service refuses its result: signed on paper
+CITY_CENTRE_UNIT = "trung-tam-phvhcc"
+
+
 async def play_officers(
-    client: Client, database_url: str, index: int, code: str, deadline: float
+    client: Client,
+    database_url: str,
+    index: int,
+    code: str,
+    deadline: float,
+    notes: list[str],
+    refuse_next_signature: Callable[[], Awaitable[bool]],
 ) -> DossierView:
-    asked = False
+    asked = tried_again = fault_set = False
     while True:
         view = await patiently(partial(dossiers.status, client, database_url, code))
         if view.stage is Stage.CLOSED or time.monotonic() > deadline:
@@ -134,7 +172,33 @@ async def play_officers(
         if not awaited:
             await asyncio.sleep(OFFICER_POLL_SECONDS)
             continue
-        action, step = demo_step(index, awaited[0], asked)
+        action, step = demo_step(index, awaited[0], asked, view.procedure_code)
+        if action is Action.APPRAISE and asked and index == SECOND_REQUEST and not tried_again:
+            # The specialist would ask again: refused, the dossier went back once already.
+            tried_again = True
+            again = SupplementRequest(officer=step.officer, missing=["birth_certificate"])
+            try:
+                await patiently(
+                    partial(
+                        dossiers.act,
+                        client,
+                        database_url,
+                        code,
+                        Action.REQUEST_SUPPLEMENT,
+                        again,
+                    )
+                )
+                notes.append(f"second supplement request: {code} NOT refused")
+            except dossiers.ActionRefused as refused:
+                notes.append(f"second supplement request refused: {code}: {refused}")
+        if action is Action.APPROVE and index == PAPER_SIGNATURE and not fault_set:
+            fault_set = True
+            await refuse_next_signature()
+        if action is Action.RECORD_WET_SIGNATURE:
+            notes.append(
+                f"paper signature: {code}, signing service refused; recorded by "
+                f"{step.officer.officer_id}, the dossier goes on flagged"
+            )
         asked = asked or action is Action.REQUEST_SUPPLEMENT
         try:
             await patiently(partial(dossiers.act, client, database_url, code, action, step))
@@ -147,13 +211,23 @@ def hanoi(value: datetime | None) -> str:
     return value.astimezone(HANOI).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
+def demo_submission(index: int) -> DossierSubmission:
+    """The sample dossier, with the demo's special cases."""
+    submission = sample_submission(index, default_catalogue())
+    if index == INTAKE_SUPPLEMENT:
+        return submission.model_copy(update={"documents": submission.documents[1:]})
+    if index == CITY_CENTRE:
+        return submission.model_copy(update={"receiving_unit": CITY_CENTRE_UNIT})
+    return submission
+
+
 async def file_samples(client: Client, count: int, database_url: str) -> list[str]:
     """The codes of `count` sample dossiers, each filed once however often it is retried."""
     catalogue = default_catalogue()
     run = uuid.uuid4().hex[:12]
     codes = []
     for index in range(count):
-        submission = sample_submission(index, catalogue)
+        submission = demo_submission(index)
         key = dossiers.IdempotencyKey(
             system=DEMO_SYSTEM,
             key=f"{run}-{index}",
@@ -166,11 +240,30 @@ async def file_samples(client: Client, count: int, database_url: str) -> list[st
     return codes
 
 
-async def run_demo(client: Client, count: int, database_url: str, timeout: float) -> int:
+async def run_demo(
+    client: Client, count: int, database_url: str, timeout: float, signing_url: str
+) -> int:
     codes = await file_samples(client, count, database_url)
     deadline = time.monotonic() + timeout
+    notes: list[str] = []
+
+    async def refuse_next_signature() -> bool:
+        """The signing simulator refuses the next signature, as for an officer without a
+        usable certificate (a real signing service has no such switch: nothing happens)."""
+        try:
+            async with httpx.AsyncClient() as http:
+                answer = await http.post(
+                    f"{signing_url}/_sim/faults", json={"fail_next": 1, "status": 403}
+                )
+        except httpx.HTTPError:
+            return False
+        return answer.status_code == 200
+
     views = await asyncio.gather(
-        *(play_officers(client, database_url, i, code, deadline) for i, code in enumerate(codes))
+        *(
+            play_officers(client, database_url, i, code, deadline, notes, refuse_next_signature)
+            for i, code in enumerate(codes)
+        )
     )
     header = (
         "code",
@@ -202,6 +295,16 @@ async def run_demo(client: Client, count: int, database_url: str, timeout: float
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    if count > INTAKE_SUPPLEMENT:
+        notes.insert(
+            0,
+            f"intake supplement: {codes[INTAKE_SUPPLEMENT]} filed without one of its "
+            "documents, asked for it on form 02, received when complete",
+        )
+    if count > CITY_CENTRE:
+        notes.insert(0, f"city centre counter: {codes[CITY_CENTRE]} received at {CITY_CENTRE_UNIT}")
+    for note in notes:
+        print(note)
     await check_read_model(client, database_url, views)
     closed = sum(1 for v in views if v.stage is Stage.CLOSED)
     print(f"demo: {count} submitted, {closed} closed, {count - closed} stuck")
@@ -254,10 +357,14 @@ async def demo(count: int, timeout: float) -> int:
         if config.temporal_address:
             await prepare_database(config.database_url)
             client = await connect(config)
-            return await run_demo(client, count, config.database_url, timeout)
+            signing = config.url("signing")
+            return await run_demo(client, count, config.database_url, timeout, signing)
         with tempfile.TemporaryDirectory(prefix="dossier-demo-") as tmp:
             async with embedded(Path(tmp)) as stack:
-                return await run_demo(stack.client, count, stack.settings.database_url, timeout)
+                signing = stack.settings.url("signing")
+                return await run_demo(
+                    stack.client, count, stack.settings.database_url, timeout, signing
+                )
     finally:
         # Closed before the interpreter exits: a database thread left running then can
         # abort the process after the report.

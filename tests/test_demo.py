@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from temporalio.service import RPCError, RPCStatusCode
 
-from demo import Backoff, patiently
+from demo import Backoff, patiently, run_demo
 from services.dossiers import ActionRefused
+from tests.conftest import EngineStack
 
 NO_WAIT = Backoff(first_seconds=0, longest_seconds=0, attempts=4)
 
@@ -67,3 +68,23 @@ async def test_an_answer_that_is_not_a_busy_server_is_not_retried(answer: Except
     with pytest.raises(type(answer)):
         await patiently(server, NO_WAIT)
     assert server.calls == 1
+
+
+async def test_the_demo_closes_its_30_dossiers_and_shows_what_the_law_asks(
+    stack: EngineStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`starter.py demo` on the session's stack: an intake supplement, a refused second
+    supplement request, a paper signature and a city-centre counter among its dossiers, and
+    every dossier closed."""
+    signing = stack.settings.url("signing")
+    code = await run_demo(stack.client, 30, stack.settings.database_url, 240, signing)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "demo: 30 submitted, 30 closed, 0 stuck" in out
+    assert "city centre counter: " in out and "received at trung-tam-phvhcc" in out
+    assert "intake supplement: " in out and "received when complete" in out
+    assert "second supplement request refused: " in out
+    assert "NOT refused" not in out
+    assert "paper signature: " in out
+    assert "audit: 30 dossiers and " in out and "read model: 30 of 30" in out
+    stack.started.extend(line.split()[0] for line in out.splitlines() if line[:3].isdigit())

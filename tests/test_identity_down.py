@@ -113,6 +113,7 @@ async def test_a_counter_officer_receives_on_the_chip_card_and_a_mismatch_goes_t
         with pytest.raises(dossiers.ActionRefused, match="needs role counter_officer"):
             await dossiers.act(
                 stack.client,
+                stack.settings.database_url,
                 code,
                 Action.CHECK_IDENTITY_IN_PERSON,
                 InPersonIdentityCheck(
@@ -205,6 +206,7 @@ async def test_an_online_filing_keeps_waiting_for_the_registry(skipping: EngineS
         with pytest.raises(dossiers.ActionRefused, match="not possible now"):
             await dossiers.act(
                 stack.client,
+                stack.settings.database_url,
                 code,
                 Action.CHECK_IDENTITY_IN_PERSON,
                 InPersonIdentityCheck(
