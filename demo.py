@@ -55,6 +55,7 @@ from schemas.dossier import (
     Officer,
     SubmittedDocument,
 )
+from schemas.lifecycle import TimelineStep
 from schemas.statuses import Stage
 from services import dossiers
 from store.db import dispose_all, engine_for
@@ -163,7 +164,7 @@ async def play_officers(
     notes: list[str],
     refuse_next_signature: Callable[[], Awaitable[bool]],
 ) -> DossierView:
-    asked = tried_again = fault_set = False
+    asked = supplied = tried_again = fault_set = False
     while True:
         view = await patiently(partial(dossiers.status, client, database_url, code))
         if view.stage is Stage.CLOSED or time.monotonic() > deadline:
@@ -173,7 +174,7 @@ async def play_officers(
             await asyncio.sleep(OFFICER_POLL_SECONDS)
             continue
         action, step = demo_step(index, awaited[0], asked, view.procedure_code)
-        if action is Action.APPRAISE and asked and index == SECOND_REQUEST and not tried_again:
+        if action is Action.APPRAISE and supplied and index == SECOND_REQUEST and not tried_again:
             # The specialist would ask again: refused, the dossier went back once already.
             tried_again = True
             again = SupplementRequest(officer=step.officer, missing=["birth_certificate"])
@@ -204,6 +205,8 @@ async def play_officers(
             await patiently(partial(dossiers.act, client, database_url, code, action, step))
         except dossiers.ActionRefused:
             await asyncio.sleep(OFFICER_POLL_SECONDS)
+            continue
+        supplied = supplied or (asked and action is Action.PROVIDE_SUPPLEMENT)
 
 
 # --- the run and its report ------------------------------------------------------------------
@@ -295,13 +298,21 @@ async def run_demo(
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+    # What the special dossiers went through, as their own records tell it.
     if count > INTAKE_SUPPLEMENT:
-        notes.insert(
-            0,
-            f"intake supplement: {codes[INTAKE_SUPPLEMENT]} filed without one of its "
-            "documents, asked for it on form 02, received when complete",
-        )
-    if count > CITY_CENTRE:
+        code = codes[INTAKE_SUPPLEMENT]
+        steps = {e.step for e in await dossiers.timeline(client, database_url, code)}
+        asked_at_intake = {
+            TimelineStep.INTAKE_SUPPLEMENT_REQUESTED.value,
+            TimelineStep.INTAKE_SUPPLEMENT_RECEIVED.value,
+        }
+        if asked_at_intake <= steps:
+            notes.insert(
+                0,
+                f"intake supplement: {code} filed without one of its documents, asked for it "
+                "on form 02, received when complete",
+            )
+    if count > CITY_CENTRE and views[CITY_CENTRE].receiving_unit == CITY_CENTRE_UNIT:
         notes.insert(0, f"city centre counter: {codes[CITY_CENTRE]} received at {CITY_CENTRE_UNIT}")
     for note in notes:
         print(note)

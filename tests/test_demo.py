@@ -84,6 +84,7 @@ async def test_the_demo_closes_its_30_dossiers_and_shows_what_the_law_asks(
     assert "city centre counter: " in out and "received at trung-tam-phvhcc" in out
     assert "intake supplement: " in out and "received when complete" in out
     assert "second supplement request refused: " in out
+    assert "already returned for a supplement; Decree 61/2018 art. 19(4) allows it once" in out
     assert "NOT refused" not in out
     assert "paper signature: " in out
     assert "audit: 30 dossiers and " in out and "read model: 30 of 30" in out
