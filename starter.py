@@ -1,6 +1,6 @@
 """Start dossiers: one from a JSON file, a demo batch, or print the sample set.
 
-    python starter.py submit dossier.json
+    python starter.py submit dossier.json           one submission, or the list `samples` prints
     python starter.py demo --count 30
     python starter.py samples --count 3 > samples.json
 
@@ -22,7 +22,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    submit = commands.add_parser("submit", help="file one dossier from a JSON submission")
+    submit = commands.add_parser(
+        "submit", help="file dossiers from a JSON file: one submission, or a list of them"
+    )
     submit.add_argument("file", type=Path)
     run = commands.add_parser("demo", help="submit N dossiers, play the officers, print the table")
     run.add_argument("--count", type=int, default=30)
@@ -34,10 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Each command imports only what it runs: printing samples needs no Temporal client.
     if args.command == "submit":
-        from filing import read_submission, submit_file
+        from filing import read_submissions, submit_file
 
-        submission = read_submission(args.file)
-        return 2 if submission is None else asyncio.run(submit_file(args.file, submission))
+        submissions = read_submissions(args.file)
+        return 2 if submissions is None else asyncio.run(submit_file(args.file, submissions))
     if args.command == "demo":
         if args.count < 1:
             parser.error("--count must be at least 1")
