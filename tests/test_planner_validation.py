@@ -89,15 +89,15 @@ STEP_ROLE = {
     Step.APPRAISE: Role.SPECIALIST,
     Step.APPROVE: Role.LEADER,
 }
-# The bounds, against the plan's mean over 30 seeds: the engine's on-time share within 0.06,
-# its apology slips within 8, its overdue dossiers within 5. Over 30 seeds the plan's on-time
-# share spreads with a standard deviation of about 0.016, its slips of about 2.2 (of about 32)
-# and its overdue count of about 1.5 (of about 8): the engine's week is one draw of the same
+# The bounds, against the plan's mean over 30 seeds: the engine's on-time share within 0.07,
+# its apology slips within 10, its overdue dossiers within 5. Over 30 seeds the plan's on-time
+# share spreads with a standard deviation of about 0.022, its slips of about 3.0 (of about 32)
+# and its overdue count of about 1.6 (of about 8): the engine's week is one draw of the same
 # luck, so it strays from the plan's mean by about sd * sqrt(1 + 1/30) by chance, and each
 # bound is at least three of those (the test checks it against the spread of the run, so a
 # change that widens the spread cannot hide behind an old bound).
-ON_TIME_BOUND = 0.06
-SLIPS_BOUND = 8
+ON_TIME_BOUND = 0.07
+SLIPS_BOUND = 10
 OVERDUE_BOUND = 5
 PLAN_SEEDS = 30
 BOUND_IN_SPREADS = 3
