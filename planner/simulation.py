@@ -60,7 +60,7 @@ class Desk:
     busy: dict[int, float] = field(default_factory=lambda: defaultdict(float))
     capacity: int = field(init=False)
 
-    def open(self, env: simpy.Environment) -> None:
+    def open(self, env: simpy.Environment, horizon: int) -> None:
         self.capacity = max((n for _, _, n in self.segments), default=0)
         self.resource = simpy.PriorityResource(env, capacity=max(self.capacity, 1))
         periods: list[tuple[int, int]] = []
@@ -74,18 +74,34 @@ class Desk:
         for start, end, officers in self.segments:
             if officers < self.capacity:
                 env.process(self._absent(env, start, end, self.capacity - officers))
+        # Out of hours nobody is at the desk: a dossier filed at night waits for the morning
+        # with the others, and the officer then takes the earliest appointment, as the inbox
+        # shows it, not the first dossier that came in.
+        closed_from = 0
+        for start, end in [*periods, (horizon, horizon)]:
+            if closed_from < start:
+                env.process(
+                    self._absent(env, closed_from, min(start, horizon), max(self.capacity, 1))
+                )
+            closed_from = max(closed_from, end)
 
     def _absent(
         self, env: simpy.Environment, start: int, end: int, count: int
     ) -> Generator[simpy.Event, object, None]:
         """Officers not at the desk in this stretch hold their places in the queue."""
         yield env.timeout(start - env.now)
-        held = [self.resource.request(priority=ABSENT) for _ in range(count)]
-        yield env.all_of(held)
+        for _ in range(count):
+            env.process(self._away(env, end))
+
+    def _away(self, env: simpy.Environment, end: int) -> Generator[simpy.Event, object, None]:
+        """One officer's place, from the moment it is free (an officer at work when the
+        stretch begins finishes the dossier in hand first) to the stretch's end; each place
+        on its own, so a colleague still at work does not keep a free one idle past it."""
+        request = self.resource.request(priority=ABSENT)
+        yield request
         if env.now < end:
             yield env.timeout(end - env.now)
-        for request in held:
-            self.resource.release(request)
+        self.resource.release(request)
 
     def finish(self, begin: float, work: float) -> float | None:
         """When `work` minutes started at `begin` are done, working only in the desk's hours
@@ -326,7 +342,7 @@ class Model:
             plans.append((row, procedure, names))
         desks = build_desks(self.staffing, self.scenario, self.calendar, needed)
         for desk in desks.values():
-            desk.open(self.env)
+            desk.open(self.env, self.horizon)
         dossiers: list[Dossier] = []
         for row, procedure, names in plans:
             steps = [(step, desks[(name, role)]) for step, name, role in names]
