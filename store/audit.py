@@ -161,29 +161,39 @@ async def events(conn: AsyncConnection, dossier_code: str) -> list[AuditEvent]:
 
 
 def first_break(chain: Sequence[AuditEvent]) -> ChainBreak | None:
-    """The first event whose content, hash or link does not hold."""
-    prev_hash = GENESIS
-    for expected_seq, event in enumerate(chain, start=1):
-        where = {"dossier_code": event.dossier_code, "seq": event.seq}
-        if event.seq != expected_seq:
-            return ChainBreak(
-                **where, reason=f"sequence jumps from {expected_seq - 1} to {event.seq}"
-            )
-        if event.prev_hash != prev_hash:
-            return ChainBreak(**where, reason="previous hash does not match the event before")
-        if digest(event.payload) != event.payload_digest:
-            return ChainBreak(**where, reason="payload does not match its digest")
-        recomputed = chain_hash(
-            event.prev_hash,
-            event.dossier_code,
-            event.seq,
-            event.event_key,
-            event.event_type,
-            event.actor,
-            event.at,
-            event.payload_digest,
+    """The first event whose content, hash or link does not hold: the standalone verifier's
+    own check (auditlog.verify), on a chain that must start at the dossier's first event."""
+    if not chain:
+        return None
+    if chain[0].seq != 1:
+        first = chain[0]
+        return ChainBreak(
+            dossier_code=first.dossier_code,
+            seq=first.seq,
+            reason=f"sequence jumps from 0 to {first.seq}",
         )
-        if recomputed != event.hash:
-            return ChainBreak(**where, reason="hash does not match the event's content")
-        prev_hash = event.hash
-    return None
+    findings = verify.chain_findings(
+        [
+            verify.Event(
+                dossier_code=e.dossier_code,
+                seq=e.seq,
+                event_key=e.event_key,
+                event_type=e.event_type,
+                actor=e.actor,
+                at=utc_text(e.at),
+                payload_digest=e.payload_digest,
+                prev_hash=e.prev_hash,
+                hash=e.hash,
+                payload=e.payload,
+            )
+            for e in chain
+        ]
+    )
+    if not findings:
+        return None
+    found = findings[0]
+    return ChainBreak(
+        dossier_code=found.dossier_code or chain[0].dossier_code,
+        seq=found.seq if found.seq is not None else 0,
+        reason=found.reason,
+    )
