@@ -13,7 +13,9 @@ After every test, each history it produced is replayed against the current workf
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -181,3 +183,42 @@ async def replay_histories(request: pytest.FixtureRequest) -> AsyncIterator[None
 def pytest_report_header() -> str:
     start = scenario_start(datetime.now(UTC))
     return f"dossiers received at: {start.isoformat()} ({os.environ.get(START_AT) or 'default'})"
+
+
+@contextlib.asynccontextmanager
+async def serving_api(stack: EngineStack) -> AsyncIterator[str]:
+    """The HTTP API (and the console it mounts) on the session's stack: uvicorn in-process on
+    a free port, until the block ends; yields its base URL."""
+    import httpx
+    import uvicorn
+
+    from api.app import create_app
+
+    [port] = free_ports(1)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(stack.client, stack.settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    async with httpx.AsyncClient(base_url=url) as probe:
+        while True:
+            try:
+                if (await probe.get("/healthz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if task.done() or time.monotonic() > deadline:
+                raise RuntimeError("the API did not start")
+            await asyncio.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        await task

@@ -11,17 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from api.app import create_app
 from domain.catalogue import default_catalogue
 from schemas.catalogue import Procedure
 from schemas.statuses import Role
-from simulators.process import free_ports
 from simulators.seed import sample_citizens, sample_civil_packages
 from store import api_keys
 from store.api_keys import ApiKeyError
-from tests.conftest import EngineStack
+from tests.conftest import EngineStack, serving_api
 
 BIRTH = "1.001193"  # khai sinh: ward tier, decided at the receiving ward
 HOAN_KIEM = "hoan-kiem"
@@ -52,24 +49,11 @@ async def issue_key(database_url: str, system: str, units: list[str], roles: lis
 
 @pytest.fixture(scope="session")
 async def api(stack: EngineStack) -> AsyncIterator[ApiServer]:
-    [port] = free_ports(1)
-    app = create_app(stack.client, stack.settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    async with httpx.AsyncClient(base_url=url) as probe:
-        while True:
-            try:
-                if (await probe.get("/healthz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if task.done() or time.monotonic() > deadline:
-                raise RuntimeError("the API did not start")
-            await asyncio.sleep(0.05)
+    async with serving_api(stack) as url:
+        yield await _keys(stack, url)
+
+
+async def _keys(stack: EngineStack, url: str) -> ApiServer:
     database_url = stack.settings.database_url
     every_role = [role.value for role in Role]
     keys = ApiServer(
@@ -83,11 +67,7 @@ async def api(stack: EngineStack) -> AsyncIterator[ApiServer]:
         ),
         stack=stack,
     )
-    try:
-        yield keys
-    finally:
-        server.should_exit = True
-        await task
+    return keys
 
 
 @pytest.fixture

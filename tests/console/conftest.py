@@ -5,7 +5,6 @@ chromium driven by selenium through Debian's chromedriver."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -22,16 +20,14 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from api.app import create_app
 from config import ROOT
 from schemas.actions import Action, Appraisal, Approval, HandOver, Recommendation
 from schemas.dossier import IntakeChannel
 from schemas.statuses import Role
-from simulators.process import free_ports
 from simulators.seed import sample_civil_packages
 from store import console_users
 from store.console_users import ConsoleUserError
-from tests.conftest import EngineStack
+from tests.conftest import EngineStack, serving_api
 from tests.driver import act, officer, result, submission, submit
 
 BIRTH = "1.001193"
@@ -78,31 +74,10 @@ async def ensure_account(
 
 @pytest.fixture(scope="session")
 async def console(stack: EngineStack) -> AsyncIterator[ConsoleServer]:
-    [port] = free_ports(1)
-    app = create_app(stack.client, stack.settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    async with httpx.AsyncClient(base_url=url) as probe:
-        while True:
-            try:
-                if (await probe.get("/healthz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if task.done() or time.monotonic() > deadline:
-                raise RuntimeError("the API and console did not start")
-            await asyncio.sleep(0.05)
-    for username, (roles, unit) in ACCOUNTS.items():
-        await ensure_account(stack.settings.database_url, username, roles, unit, PASSWORD)
-    try:
+    async with serving_api(stack) as url:
+        for username, (roles, unit) in ACCOUNTS.items():
+            await ensure_account(stack.settings.database_url, username, roles, unit, PASSWORD)
         yield ConsoleServer(url=url, stack=stack)
-    finally:
-        server.should_exit = True
-        await task
 
 
 @dataclass(frozen=True)
