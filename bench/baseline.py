@@ -6,6 +6,10 @@ lane's reports to the dossier (and the portal syncs each report caused), the off
 and the lane's clock timer. `BaselineDossier` and `BaselineLane` replay that shape with
 activities that do nothing, so engine/baseline is what the engine's own work costs.
 
+`legal_minimum` keeps of a plan only the round trips the law needs: the officers' steps and the
+calls that decide or produce something (identity check, registries, e-signature, fee), in one
+workflow with its legal clock; engine/legal minimum is what the engine's shape costs besides.
+
 `python -m bench.baseline --queues certification,intake` serves the baseline's queues.
 """
 
@@ -45,11 +49,20 @@ class OpKind(StrEnum):
     CHILD = "child"  # the lane, as a child workflow
 
 
+# The calls a dossier cannot do without: who the applicant is, what the registries say, the
+# signed result and the fee. Portal syncs, notices, webhooks and post orders only inform.
+LEGAL_ACTIVITIES = frozenset(
+    {"check_identity", "consult_registry", "issue_document", "collect_fee"}
+)
+
+
 class Op(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     kind: OpKind
     count: int = Field(default=1, ge=0)
+    # The activity types behind `count`, as the histories scheduled them.
+    activities: tuple[str, ...] = ()
 
 
 class BaselinePlan(BaseModel):
@@ -60,6 +73,9 @@ class BaselinePlan(BaseModel):
     dossier: list[Op]
     lane_ops: list[Op]
     lane_timer: bool
+
+    def has_lane(self) -> bool:
+        return any(op.kind is OpKind.CHILD for op in self.dossier)
 
     def updates(self) -> tuple[int, int]:
         """Officers' updates the driver sends: to the dossier, to the lane."""
@@ -78,14 +94,19 @@ class BaselinePlan(BaseModel):
 
 
 # --- the plan, from a real dossier's histories -------------------------------------------------
-def _grouped_activities(events: Sequence[HistoryEvent]) -> dict[int, int]:
-    """Activities per scheduling workflow task, keyed by that task's completion event id."""
-    groups: dict[int, int] = {}
+def _grouped_activities(events: Sequence[HistoryEvent]) -> dict[int, list[str]]:
+    """Activity types per scheduling workflow task, keyed by that task's completion event id."""
+    groups: dict[int, list[str]] = {}
     for event in events:
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            key = event.activity_task_scheduled_event_attributes.workflow_task_completed_event_id
-            groups[key] = groups.get(key, 0) + 1
+            scheduled = event.activity_task_scheduled_event_attributes
+            key = scheduled.workflow_task_completed_event_id
+            groups.setdefault(key, []).append(scheduled.activity_type.name)
     return groups
+
+
+def _activities_op(kind: OpKind, names: Sequence[str]) -> Op:
+    return Op(kind=kind, count=len(names), activities=tuple(names))
 
 
 def plan_from_histories(
@@ -96,7 +117,7 @@ def plan_from_histories(
     groups = _grouped_activities(dossier)
     seen: set[int] = set()
     ops: list[Op] = []
-    reports: list[int] = []
+    reports: list[list[str]] = []
     in_lane = False
     for event in dossier:
         kind_of = event.event_type
@@ -109,16 +130,17 @@ def plan_from_histories(
         ):
             in_lane = False
         elif kind_of == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED and in_lane:
-            reports.append(0)
+            reports.append([])
         elif kind_of == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
             ops.append(Op(kind=OpKind.UPDATE))
         elif kind_of == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            key = event.activity_task_scheduled_event_attributes.workflow_task_completed_event_id
+            scheduled = event.activity_task_scheduled_event_attributes
+            key = scheduled.workflow_task_completed_event_id
             if in_lane and reports:
-                reports[-1] += 1
+                reports[-1].append(scheduled.activity_type.name)
             elif key not in seen:
                 seen.add(key)
-                ops.append(Op(kind=OpKind.ACTIVITIES, count=groups[key]))
+                ops.append(_activities_op(OpKind.ACTIVITIES, groups[key]))
     # The lane: its activities, reports and updates in order.
     lane_groups = _grouped_activities(lane_events)
     lane_seen: set[int] = set()
@@ -128,8 +150,8 @@ def plan_from_histories(
         kind_of = event.event_type
         if kind_of == EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:
             index = sum(1 for op in lane_ops if op.kind is OpKind.REPORT)
-            count = reports[index] if index < len(reports) else 0
-            lane_ops.append(Op(kind=OpKind.REPORT, count=count))
+            caused = reports[index] if index < len(reports) else []
+            lane_ops.append(_activities_op(OpKind.REPORT, caused))
         elif kind_of == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
             lane_ops.append(Op(kind=OpKind.UPDATE))
         elif kind_of == EventType.EVENT_TYPE_TIMER_STARTED:
@@ -138,8 +160,27 @@ def plan_from_histories(
             key = event.activity_task_scheduled_event_attributes.workflow_task_completed_event_id
             if key not in lane_seen:
                 lane_seen.add(key)
-                lane_ops.append(Op(kind=OpKind.ACTIVITIES, count=lane_groups[key]))
+                lane_ops.append(_activities_op(OpKind.ACTIVITIES, lane_groups[key]))
     return BaselinePlan(kind=kind, lane=lane, dossier=ops, lane_ops=lane_ops, lane_timer=timer)
+
+
+def legal_minimum(plan: BaselinePlan) -> BaselinePlan:
+    """The plan's dossier in one workflow with only what the law needs: its officers' steps and
+    its identity, registry, signing and fee calls, in the order the dossier made them (calls
+    scheduled together stay together), and the legal clock's timer."""
+    ops: list[Op] = []
+    for op in plan.dossier:
+        steps = plan.lane_ops if op.kind is OpKind.CHILD else [op]
+        for step in steps:
+            if step.kind is OpKind.UPDATE:
+                ops.append(step)
+                continue
+            needed = [name for name in step.activities if name in LEGAL_ACTIVITIES]
+            if needed:
+                ops.append(_activities_op(OpKind.ACTIVITIES, needed))
+    return BaselinePlan(
+        kind=plan.kind, lane=plan.lane, dossier=ops, lane_ops=[], lane_timer=plan.lane_timer
+    )
 
 
 # --- activity and workflows --------------------------------------------------------------------
@@ -208,6 +249,12 @@ class BaselineDossier:
 
     @workflow.run
     async def run(self, plan: BaselinePlan) -> int:
+        clock: asyncio.Task[None] | None = None
+        if plan.lane_timer and not plan.has_lane():
+            # The legal clock, in the dossier when it has no lane (the legal minimum).
+            clock = asyncio.create_task(
+                workflow.wait_condition(lambda: False, timeout=timedelta(days=30))
+            )
         taken = 0
         for op in plan.dossier:
             if op.kind is OpKind.ACTIVITIES:
@@ -224,6 +271,8 @@ class BaselineDossier:
             elif op.kind is OpKind.UPDATE:
                 taken += 1
                 await workflow.wait_condition(self._taken(taken))
+        if clock is not None:
+            clock.cancel()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return taken
 

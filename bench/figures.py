@@ -57,7 +57,10 @@ class PhaseFigures(BaseModel):
     per_lane: dict[str, int]
     workflow_tasks_per_dossier: float
     activity_tasks_per_dossier: float
+    # Workflow plus activity tasks: each is a poll, a dispatch and a completion on the server.
+    round_trips_per_dossier: float
     cpu_seconds: dict[str, float]
+    cpu_ms_per_dossier: dict[str, float]
     worker_peak_rss_mb: dict[str, float]
 
 
@@ -112,9 +115,11 @@ class Report(BaseModel):
     settings: Settings
     plans: dict[str, BaselinePlan] | None = None
     baseline: PhaseFigures | None = None
+    legal_minimum: PhaseFigures | None = None
     engine: EngineFigures | None = None
     simulators: dict[str, SimulatorCalls] | None = None
     engine_over_baseline: float | None = None
+    engine_over_legal_minimum: float | None = None
     completions_per_10s: dict[str, dict[str, list[int]]] | None = None
     open: OpenFigures | None = None
 
@@ -216,7 +221,11 @@ def phase_figures(
         per_lane=dict(Counter(c.lane for c in closed)),
         workflow_tasks_per_dossier=round(tasks[0], 1),
         activity_tasks_per_dossier=round(tasks[1], 1),
+        round_trips_per_dossier=round(tasks[0] + tasks[1], 1),
         cpu_seconds=cpu,
+        cpu_ms_per_dossier={
+            name: round(seconds * 1000 / max(len(closed), 1), 1) for name, seconds in cpu.items()
+        },
         worker_peak_rss_mb=megabytes(peak_kb),
     )
 

@@ -6,14 +6,17 @@ One run, one in-memory dev server:
 1. the engine's workers and API start; one dossier of each kind goes through it, and its
    histories give the baseline its plan (bench/baseline.py): the same server round trips
    with activities that do nothing;
-2. the baseline runs N dossiers-shaped workflows, driven by officers who act at once;
+2. the baseline runs N dossiers-shaped workflows, driven by officers who act at once; then the
+   legal-minimum baseline runs N workflows with only the round trips the law needs
+   (`bench.baseline.legal_minimum`);
 3. the engine runs N dossiers through the API: 50 counter clients file them (at most
    `--in-flight` open at once), officers poll their inboxes and act at once, the registry
    simulators answer with a small latency.
 It prints completed dossiers per second (from the server's close times), p50/p95 from submit
-to close, intake API p50/p99, the workers' peak memory, engine/baseline, and the simulators'
-peak calls per second; it writes `surge.json` and `surge.png` (completions per second per
-lane) under `--out`.
+to close, intake API p50/p99, the workers' peak memory, the engine's ratio to each baseline,
+server round trips and CPU per dossier per process for all three, and the simulators' peak
+calls per second; it writes `surge.json` and `surge.png` (completions per second per lane)
+under `--out`.
 
 `--open 10000` instead files that many dossiers and leaves them waiting on officers: it
 reports the workers' memory and the inbox's latency with all of them open.
@@ -35,7 +38,7 @@ import httpx
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from bench.baseline import BaselinePlan, plan_from_histories
+from bench.baseline import BaselinePlan, legal_minimum, plan_from_histories
 from bench.drivers import (
     KIND_LANES,
     Desk,
@@ -107,20 +110,23 @@ class Run:
         """Warm-up, baseline (unless skipped), engine; `surge.json` and `surge.png`."""
         report.plans = await self.warm_up()
         baseline_closed: list[Closed] = []
+        legal_closed: list[Closed] = []
         if not self.args.skip_baseline:
-            report.baseline, baseline_closed = await self.baseline(report.plans)
+            (
+                (report.baseline, baseline_closed),
+                (report.legal_minimum, legal_closed),
+            ) = await self.baselines(report.plans)
         report.engine, engine_closed = await self.engine()
         report.simulators = await simulator_stats(self.stack.simulator_urls)
         if report.baseline is not None:
-            report.engine_over_baseline = round(
-                report.engine.completed_per_second
-                / max(report.baseline.completed_per_second, 1e-9),
-                2,
-            )
+            report.engine_over_baseline = ratio(report.engine, report.baseline)
+        if report.legal_minimum is not None:
+            report.engine_over_legal_minimum = ratio(report.engine, report.legal_minimum)
         plot(self.out / "surge.png", engine_closed, baseline_closed)
         report.completions_per_10s = {
             "engine": per_bucket(engine_closed),
             "baseline": per_bucket(baseline_closed),
+            "legal_minimum": per_bucket(legal_closed),
         }
         report.write(self.out / "surge.json")
         print_summary(report, self.out)
@@ -150,30 +156,46 @@ class Run:
             )
         return plans
 
-    async def baseline(self, plans: dict[str, BaselinePlan]) -> tuple[PhaseFigures, list[Closed]]:
-        """Bare Temporal runs the plans, on worker processes of its own in place of the
-        engine's."""
-        args, processes = self.args, self.stack.processes
+    async def baselines(
+        self, plans: dict[str, BaselinePlan]
+    ) -> tuple[tuple[PhaseFigures, list[Closed]], tuple[PhaseFigures, list[Closed]]]:
+        """Bare Temporal runs the plans, then their legal minimum, on worker processes of its
+        own in place of the engine's."""
+        processes = self.stack.processes
         processes.stop(self.workers)
         client = await Client.connect(self.stack.address, data_converter=pydantic_data_converter)
         names = await self.stack.start_baseline_workers(client, self.spec)
+        same_shape = await self.baseline(client, names, plans, "baseline")
+        legal = {kind: legal_minimum(plan) for kind, plan in plans.items()}
+        minimum = await self.baseline(client, names, legal, "legal minimum")
+        processes.stop(names)
+        self.workers = await self.stack.start_engine_workers(
+            self.spec, self.args.max_cached_workflows
+        )
+        return same_shape, minimum
+
+    async def baseline(
+        self, client: Client, names: list[str], plans: dict[str, BaselinePlan], label: str
+    ) -> tuple[PhaseFigures, list[Closed]]:
+        args, processes = self.args, self.stack.processes
         kinds = self.kinds[: args.baseline_dossiers] if args.baseline_dossiers else self.kinds
-        console.print(f"baseline: {len(kinds)} workflows shaped like the dossiers")
+        console.print(f"{label}: {len(kinds)} workflows")
         cpu_before = cpu_seconds(processes)
         ids, origin = await run_baseline(
             client, plans, kinds, in_flight=args.in_flight, concurrency=args.concurrency
         )
         cpu = cpu_between(cpu_before, cpu_seconds(processes))
-        closed = await closed_workflows(client, "BaselineDossier", origin)
+        closed = [
+            c for c in await closed_workflows(client, "BaselineDossier", origin) if c.started >= 0
+        ]
         sample = ids[:30]
-        tasks = await tasks_per_workflow(
-            client, [*sample, *(f"{i}.lane" for i in sample)], len(sample)
-        )
+        with_lanes = any(plan.has_lane() for plan in plans.values())
+        lane_ids = [f"{i}.lane" for i in sample] if with_lanes else []
+        tasks = await tasks_per_workflow(client, [*sample, *lane_ids], len(sample))
+        # The peak since the baseline's workers started: the legal minimum's is at most this.
         peaks = {n: processes.peak_kb(n) for n in names}
         figures = phase_figures(closed, len(kinds), tasks, cpu, peaks)
-        processes.stop(names)
-        console.print(f"baseline: {figures.completed_per_second} completed/s")
-        self.workers = await self.stack.start_engine_workers(self.spec, args.max_cached_workflows)
+        console.print(f"{label}: {figures.completed_per_second} completed/s")
         return figures, closed
 
     async def engine(self) -> tuple[EngineFigures, list[Closed]]:
@@ -256,6 +278,10 @@ class Run:
         report.write(self.out / "open.json")
         print_summary(report, self.out)
         return 0
+
+
+def ratio(engine: PhaseFigures, baseline: PhaseFigures) -> float:
+    return round(engine.completed_per_second / max(baseline.completed_per_second, 1e-9), 2)
 
 
 def print_summary(report: Report, out: Path) -> None:

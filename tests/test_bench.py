@@ -10,7 +10,7 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
-from bench.baseline import OpKind, plan_from_histories
+from bench.baseline import LEGAL_ACTIVITIES, OpKind, legal_minimum, plan_from_histories
 from bench.drivers import kinds_of
 from bench.processes import worker_processes
 from domain import lanes
@@ -50,6 +50,43 @@ def test_the_baseline_plan_has_the_round_trips_of_the_dossier_it_was_read_from(
     assert len(reports) == count(dossier, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
     assert [op.kind for op in plan.dossier].count(OpKind.CHILD) == 1
     assert plan.lane_timer
+
+
+def scheduled_types(history: list[HistoryEvent]) -> list[str]:
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "lane_suffix", "lane"),
+    [
+        ("certification-approved-online", "certification", lanes.CERTIFICATION),
+        ("ward-approved-supplement-counter", "processing", lanes.WARD_PROCESSING),
+        ("city-approved-fees-post", "processing", lanes.CITY_PROCESSING),
+    ],
+)
+def test_the_legal_minimum_keeps_the_officers_steps_and_the_calls_that_decide(
+    name: str, lane_suffix: str, lane: str
+) -> None:
+    dossier = events(f"{name}.dossier")
+    lane_events = events(f"{name}.{lane_suffix}")
+    plan = plan_from_histories("kind", lane, dossier, lane_events)
+    minimum = legal_minimum(plan)
+    # One workflow: no lane, no reports; every officer's step, sent to it.
+    assert not minimum.has_lane() and not minimum.lane_ops
+    assert {op.kind for op in minimum.dossier} <= {OpKind.ACTIVITIES, OpKind.UPDATE}
+    assert minimum.updates() == (sum(plan.updates()), 0)
+    # The identity, registry, signing and fee calls the dossier and its lane made; nothing
+    # that only informs.
+    made = scheduled_types(dossier) + scheduled_types(lane_events)
+    kept = [a for op in minimum.dossier for a in op.activities]
+    assert sorted(kept) == sorted(t for t in made if t in LEGAL_ACTIVITIES)
+    assert "sync_portal" in made and "sync_portal" not in kept
+    assert minimum.round_trips() < plan.round_trips()
+    assert minimum.lane_timer == plan.lane_timer
 
 
 def test_worker_processes_serve_every_queue_once_per_process_kind() -> None:
