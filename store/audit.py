@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
@@ -160,6 +161,47 @@ async def events(conn: AsyncConnection, dossier_code: str) -> list[AuditEvent]:
     return [AuditEvent.model_validate(row._asdict()) for row in rows]
 
 
+class Logged(Protocol):
+    """An audit event as stored: a row of `audit_events` or an `AuditEvent` read from one."""
+
+    @property
+    def dossier_code(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def event_key(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def at(self) -> datetime: ...
+    @property
+    def payload_digest(self) -> str: ...
+    @property
+    def prev_hash(self) -> str: ...
+    @property
+    def hash(self) -> str: ...
+    @property
+    def payload(self) -> str: ...
+
+
+def as_logged(event: Logged, *, with_payload: bool = False) -> verify.Event:
+    """The event as the standalone verifier reads it (the bundle's and the log's leaf)."""
+    return verify.Event(
+        dossier_code=event.dossier_code,
+        seq=event.seq,
+        event_key=event.event_key,
+        event_type=event.event_type,
+        actor=event.actor,
+        at=utc_text(event.at),
+        payload_digest=event.payload_digest,
+        prev_hash=event.prev_hash,
+        hash=event.hash,
+        payload=event.payload if with_payload else None,
+    )
+
+
 def first_break(chain: Sequence[AuditEvent]) -> ChainBreak | None:
     """The first event whose content, hash or link does not hold: the standalone verifier's
     own check (auditlog.verify), on a chain that must start at the dossier's first event."""
@@ -172,23 +214,7 @@ def first_break(chain: Sequence[AuditEvent]) -> ChainBreak | None:
             seq=first.seq,
             reason=f"sequence jumps from 0 to {first.seq}",
         )
-    findings = verify.chain_findings(
-        [
-            verify.Event(
-                dossier_code=e.dossier_code,
-                seq=e.seq,
-                event_key=e.event_key,
-                event_type=e.event_type,
-                actor=e.actor,
-                at=utc_text(e.at),
-                payload_digest=e.payload_digest,
-                prev_hash=e.prev_hash,
-                hash=e.hash,
-                payload=e.payload,
-            )
-            for e in chain
-        ]
-    )
+    findings = verify.chain_findings([as_logged(e, with_payload=True) for e in chain])
     if not findings:
         return None
     found = findings[0]

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auditlog import verify
-from store.audit import utc_text
+from store.audit import as_logged, utc_text
 from store.tables import audit_checkpoints, audit_events, audit_log
 
 # Key of the PostgreSQL advisory lock one checkpointer holds while it appends and signs.
@@ -106,21 +106,6 @@ def public_key_id(key: Ed25519PrivateKey) -> str:
 
 
 # --- rows as the log sees them ------------------------------------------------------------------
-def as_logged(row: Row[*tuple[Any, ...]], *, with_payload: bool = False) -> verify.Event:
-    return verify.Event(
-        dossier_code=row.dossier_code,
-        seq=row.seq,
-        event_key=row.event_key,
-        event_type=row.event_type,
-        actor=row.actor,
-        at=utc_text(row.at),
-        payload_digest=row.payload_digest,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-        payload=row.payload if with_payload else None,
-    )
-
-
 def _checkpoint(row: Row[Any]) -> verify.Checkpoint:
     return verify.Checkpoint(
         tree_size=row.tree_size,
