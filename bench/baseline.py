@@ -8,7 +8,9 @@ activities that do nothing, so engine/baseline is what the engine's own work cos
 
 `legal_minimum` keeps of a plan only the round trips the law needs: the officers' steps and the
 calls that decide or produce something (identity check, registries, e-signature, fee), in one
-workflow with its legal clock; engine/legal minimum is what the engine's shape costs besides.
+workflow with its legal clock; engine/legal minimum is what the engine's shape costs besides. It
+is also the shape of a lane run inside the dossier workflow with lane-queue activities.
+`informing_in_outbox` and `lane_reports_result_only` are the shapes between (`--shapes`).
 
 `python -m bench.baseline --queues certification,intake` serves the baseline's queues.
 """
@@ -162,6 +164,37 @@ def plan_from_histories(
                 lane_seen.add(key)
                 lane_ops.append(_activities_op(OpKind.ACTIVITIES, lane_groups[key]))
     return BaselinePlan(kind=kind, lane=lane, dossier=ops, lane_ops=lane_ops, lane_timer=timer)
+
+
+def _legal_only(op: Op) -> Op:
+    if op.kind not in (OpKind.ACTIVITIES, OpKind.REPORT):
+        return op
+    return _activities_op(op.kind, [name for name in op.activities if name in LEGAL_ACTIVITIES])
+
+
+def informing_in_outbox(plan: BaselinePlan) -> BaselinePlan:
+    """The same shape with what only informs (portal syncs, notices, webhooks, post orders)
+    delivered from an outbox, outside the dossier's history."""
+    keep = [_legal_only(op) for op in plan.dossier]
+    return plan.model_copy(
+        update={
+            "dossier": [op for op in keep if op.kind is not OpKind.ACTIVITIES or op.count],
+            "lane_ops": [
+                op
+                for op in map(_legal_only, plan.lane_ops)
+                if op.kind is not OpKind.ACTIVITIES or op.count
+            ],
+        }
+    )
+
+
+def lane_reports_result_only(plan: BaselinePlan) -> BaselinePlan:
+    """That, and a lane that writes its own steps to the read model and tells the dossier only
+    its result (its completion): no progress signals."""
+    outboxed = informing_in_outbox(plan)
+    return outboxed.model_copy(
+        update={"lane_ops": [op for op in outboxed.lane_ops if op.kind is not OpKind.REPORT]}
+    )
 
 
 def legal_minimum(plan: BaselinePlan) -> BaselinePlan:

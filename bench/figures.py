@@ -116,6 +116,7 @@ class Report(BaseModel):
     plans: dict[str, BaselinePlan] | None = None
     baseline: PhaseFigures | None = None
     legal_minimum: PhaseFigures | None = None
+    shapes: dict[str, PhaseFigures] | None = None
     engine: EngineFigures | None = None
     simulators: dict[str, SimulatorCalls] | None = None
     engine_over_baseline: float | None = None

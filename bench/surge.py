@@ -38,7 +38,13 @@ import httpx
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from bench.baseline import BaselinePlan, legal_minimum, plan_from_histories
+from bench.baseline import (
+    BaselinePlan,
+    informing_in_outbox,
+    lane_reports_result_only,
+    legal_minimum,
+    plan_from_histories,
+)
 from bench.drivers import (
     KIND_LANES,
     Desk,
@@ -112,10 +118,7 @@ class Run:
         baseline_closed: list[Closed] = []
         legal_closed: list[Closed] = []
         if not self.args.skip_baseline:
-            (
-                (report.baseline, baseline_closed),
-                (report.legal_minimum, legal_closed),
-            ) = await self.baselines(report.plans)
+            baseline_closed, legal_closed = await self.baselines(report.plans, report)
         report.engine, engine_closed = await self.engine()
         report.simulators = await simulator_stats(self.stack.simulator_urls)
         if report.baseline is not None:
@@ -157,17 +160,22 @@ class Run:
         return plans
 
     async def baselines(
-        self, plans: dict[str, BaselinePlan]
-    ) -> tuple[tuple[PhaseFigures, list[Closed]], tuple[PhaseFigures, list[Closed]]]:
-        """Bare Temporal runs the plans, then their legal minimum, on worker processes of its
-        own in place of the engine's."""
+        self, plans: dict[str, BaselinePlan], report: Report
+    ) -> tuple[list[Closed], list[Closed]]:
+        """Bare Temporal runs the plans, then their legal minimum (and with `--shapes` the
+        shapes between), on worker processes of its own in place of the engine's."""
         processes = self.stack.processes
         processes.stop(self.workers)
         client = await Client.connect(self.stack.address, data_converter=pydantic_data_converter)
         names = await self.stack.start_baseline_workers(client, self.spec)
-        same_shape = await self.baseline(client, names, plans, "baseline")
+        report.baseline, same_shape = await self.baseline(client, names, plans, "baseline")
+        if self.args.shapes:
+            report.shapes = {}
+            for label, shape in SHAPES.items():
+                shaped = {kind: shape(plan) for kind, plan in plans.items()}
+                report.shapes[label], _ = await self.baseline(client, names, shaped, label)
         legal = {kind: legal_minimum(plan) for kind, plan in plans.items()}
-        minimum = await self.baseline(client, names, legal, "legal minimum")
+        report.legal_minimum, minimum = await self.baseline(client, names, legal, "legal minimum")
         processes.stop(names)
         self.workers = await self.stack.start_engine_workers(
             self.spec, self.args.max_cached_workflows
@@ -280,6 +288,13 @@ class Run:
         return 0
 
 
+# The lane options of a dossier with fewer round trips, each measured on bare Temporal.
+SHAPES = {
+    "informing calls in an outbox": informing_in_outbox,
+    "and lanes that report only their result": lane_reports_result_only,
+}
+
+
 def ratio(engine: PhaseFigures, baseline: PhaseFigures) -> float:
     return round(engine.completed_per_second / max(baseline.completed_per_second, 1e-9), 2)
 
@@ -309,6 +324,11 @@ def parser() -> argparse.ArgumentParser:
         "--baseline-dossiers", type=int, default=0, help="baseline size (default: --dossiers)"
     )
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--shapes",
+        action="store_true",
+        help="also run the shapes between the baseline and the legal minimum",
+    )
     parser.add_argument(
         "--open", type=int, default=0, help="file this many and leave them open instead"
     )

@@ -10,7 +10,14 @@ import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
-from bench.baseline import LEGAL_ACTIVITIES, OpKind, legal_minimum, plan_from_histories
+from bench.baseline import (
+    LEGAL_ACTIVITIES,
+    OpKind,
+    informing_in_outbox,
+    lane_reports_result_only,
+    legal_minimum,
+    plan_from_histories,
+)
 from bench.drivers import kinds_of
 from bench.processes import worker_processes
 from domain import lanes
@@ -87,6 +94,26 @@ def test_the_legal_minimum_keeps_the_officers_steps_and_the_calls_that_decide(
     assert "sync_portal" in made and "sync_portal" not in kept
     assert minimum.round_trips() < plan.round_trips()
     assert minimum.lane_timer == plan.lane_timer
+
+
+def test_the_shapes_between_drop_the_informing_calls_then_the_progress_reports() -> None:
+    dossier = events("ward-approved-supplement-counter.dossier")
+    lane_events = events("ward-approved-supplement-counter.processing")
+    plan = plan_from_histories("ward", lanes.WARD_PROCESSING, dossier, lane_events)
+    outboxed = informing_in_outbox(plan)
+    steps = [*outboxed.dossier, *outboxed.lane_ops]
+    assert {a for op in steps for a in op.activities} <= LEGAL_ACTIVITIES
+    # The same shape otherwise: the lane, its reports, the officers' steps.
+    assert outboxed.has_lane() and outboxed.updates() == plan.updates()
+    reports = [op for op in plan.lane_ops if op.kind is OpKind.REPORT]
+    assert [op for op in outboxed.lane_ops if op.kind is OpKind.REPORT] == [
+        op.model_copy(update={"count": 0, "activities": ()}) for op in reports
+    ]
+    result_only = lane_reports_result_only(plan)
+    assert result_only.has_lane() and result_only.updates() == plan.updates()
+    assert all(op.kind is not OpKind.REPORT for op in result_only.lane_ops)
+    trips = [legal_minimum(plan).round_trips(), result_only.round_trips(), outboxed.round_trips()]
+    assert trips == sorted(trips) and outboxed.round_trips() < plan.round_trips()
 
 
 def test_worker_processes_serve_every_queue_once_per_process_kind() -> None:
