@@ -41,6 +41,9 @@ counter and portal software of Hanoi's wards and city departments.
 Every request under `/v1` carries `Authorization: Bearer <key>`; a key acts for its units and
 roles only. Every error is `application/problem+json` with `errors: [{field, rule}]`.
 
+An unknown path is a 404 naming the `path`; a method a path does not take, a 405 naming the
+`method`, with the `Allow` header.
+
 Every instant in an answer is in UTC (`...Z` or `+00:00`); Hanoi time is UTC+07:00 all year.
 Bodies are `application/json`, nested at most 32 levels deep.
 """

@@ -212,6 +212,9 @@ async def test_every_4xx_names_the_field_and_the_rule(
     assert "/v1/nowhere" in unknown["errors"][0]["rule"]
     wrong = _problem(await hoan_kiem.delete("/v1/dossiers"), 405, "method")
     assert "DELETE" in wrong["errors"][0]["rule"] and "POST" in wrong["errors"][0]["rule"]
+    assert {"GET", "POST"} <= set(
+        (await hoan_kiem.delete("/v1/dossiers")).headers["Allow"].split(", ")
+    )
     big = _problem(await hoan_kiem.post("/v1/webhooks", content=b"x" * (1024 * 1024)), 413, "body")
     assert "bytes" in big["errors"][0]["rule"]
     plain = _problem(
