@@ -25,9 +25,9 @@ from fastapi.routing import APIRoute
 from fastapi.utils import create_model_field
 from pydantic import TypeAdapter
 
+from api.auth import PROTECTED_PREFIX
 from api.problems import JSON_MEDIA_TYPE, Problem, field_problem, problem_responses
 
-PROTECTED_PREFIX = "/v1/"
 # No dossier, step or subscription nests deeper than about 5; 32 leaves room and stays cheap.
 MAX_JSON_DEPTH = 32
 

@@ -7,7 +7,7 @@ the services, the store and Temporal raise, and never translate a failure themse
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -15,9 +15,11 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -149,9 +151,19 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
         # No route matched: the path is what the client got wrong.
         detail = f"path: no resource at {request.url.path}"
         errors.append(FieldError(field="path", rule=f"no resource at {request.url.path}"))
+    headers = dict(exc.headers) if exc.headers else {}
     if status == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
-        rule = f"{request.method} is not allowed here; allowed: {allowed}"
+        # Starlette's Allow names the methods of the first route of the path only.
+        allowed = sorted(
+            {
+                method
+                for route in operations(request.app.routes)
+                if route.path_regex.match(request.url.path)
+                for method in route.methods or ()
+            }
+        )
+        headers["Allow"] = ", ".join(allowed)
+        rule = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
         detail = f"method: {rule}"
         errors.append(FieldError(field="method", rule=rule))
     if status == 400 and detail == _UNREADABLE_BODY:
@@ -165,7 +177,17 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
         detail=detail,
         errors=errors,
     )
-    return problem_response(problem, dict(exc.headers) if exc.headers else None)
+    return problem_response(problem, headers or None)
+
+
+def operations(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every operation of the app, those of included routers too (FastAPI keeps them nested)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from operations(included.routes)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:

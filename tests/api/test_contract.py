@@ -5,6 +5,7 @@ are UTC, and the docs page needs no internet."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,13 +13,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from api.app import create_app
 from api.contract import MAX_JSON_DEPTH, ContractRoute, expected_statuses, json_depth
+from api.problems import operations
 from config import load_settings
 from domain.calendar import HANOI
 from domain.codes import dossier_code, is_dossier_code
@@ -34,15 +35,6 @@ PROBLEM = "application/problem+json"
 
 def _app() -> FastAPI:
     return create_app(None, load_settings())
-
-
-def operations(routes: list[Any]) -> Iterator[APIRoute]:
-    """Every APIRoute of the app, included routers' too (FastAPI keeps them nested)."""
-    for route in routes:
-        if isinstance(route, APIRoute):
-            yield route
-        elif hasattr(route, "original_router"):
-            yield from operations(route.original_router.routes)
 
 
 # --- the document -------------------------------------------------------------------------------
@@ -290,7 +282,7 @@ async def test_every_instant_in_an_answer_is_utc(
     received = datetime.now(HANOI).replace(microsecond=0) - timedelta(hours=2)
     filing = birth_submission(citizen=6, received_at=received.isoformat())
     receipt = await hoan_kiem.post(
-        "/v1/dossiers", json=filing, headers={"Idempotency-Key": "utc-convention"}
+        "/v1/dossiers", json=filing, headers={"Idempotency-Key": f"utc-{uuid.uuid4()}"}
     )
     assert receipt.status_code in (200, 201), receipt.text
     code = receipt.json()["code"]
