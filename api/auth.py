@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import Problem, ProblemError, field_problem
+from api.problems import FieldError, Problem, ProblemError, field_problem
 from store.api_keys import ApiKey, authenticate
 from store.db import engine_for
 
@@ -35,12 +35,19 @@ bearer = HTTPBearer(
 )
 
 
-def _unauthorized(detail: str) -> ProblemError:
-    return ProblemError(401, "unauthorized", detail, headers=_CHALLENGE)
+def _unauthorized(rule: str) -> ProblemError:
+    return ProblemError(
+        401,
+        "unauthorized",
+        f"Authorization: {rule}",
+        [FieldError(field="Authorization", rule=rule)],
+        headers=_CHALLENGE,
+    )
 
 
 def _too_large(limit: int) -> ProblemError:
-    return ProblemError(413, "too-large", f"the body is over the limit of {limit} bytes")
+    rule = f"at most {limit} bytes"
+    return ProblemError(413, "too-large", f"body: {rule}", [FieldError(field="body", rule=rule)])
 
 
 class Gatekeeper:

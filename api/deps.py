@@ -17,6 +17,7 @@ from api.problems import ProblemError, not_found
 from config import Settings
 from domain.catalogue import Catalogue
 from schemas.dossier import DossierView
+from schemas.formats import DOSSIER_CODE_MAX_LENGTH, DOSSIER_CODE_PATTERN
 from services import dossiers
 from store.api_keys import ApiKey
 
@@ -27,13 +28,11 @@ T = TypeVar("T")
 QUERY_TIMEOUT_SECONDS = 10.0
 # The form of domain.codes.dossier_code: anything else cannot be a dossier (and never reaches
 # Temporal as a workflow id).
-CODE_PATTERN = r"^[0-9A-Z]{3}\.[0-9A-Z]{2}\.[0-9A-Z]{2}\.[A-Z][0-9]{2}-[0-9]{6}-[0-9]{4}$"
-
 DossierCode = Annotated[
     str,
     Path(
-        pattern=CODE_PATTERN,
-        max_length=40,
+        pattern=DOSSIER_CODE_PATTERN,
+        max_length=DOSSIER_CODE_MAX_LENGTH,
         description="The dossier code on the receipt, e.g. `000.01.01.H26-261127-0001`",
     ),
 ]

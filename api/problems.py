@@ -7,7 +7,7 @@ the services, the store and Temporal raise, and never translate a failure themse
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -15,9 +15,11 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 from temporalio.client import WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -25,6 +27,7 @@ from services.dossiers import ActionRefused, FilingError, IdempotencyConflict
 from store.views import BadCursor
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+JSON_MEDIA_TYPE = "application/json"
 TYPE_BASE = "/problems/"
 log = structlog.stdlib.get_logger("api")
 
@@ -138,14 +141,31 @@ _UNREADABLE_BODY = "There was an error parsing the body"
 _KINDS = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 413: "too-large"}
 
 
-async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
     errors: list[FieldError] = []
     kind = _KINDS.get(status, "http-error")
     if status == 404 and detail == HTTPStatus.NOT_FOUND.phrase:
-        detail = "no such resource"
+        # No route matched: the path is what the client got wrong.
+        detail = f"path: no resource at {request.url.path}"
+        errors.append(FieldError(field="path", rule=f"no resource at {request.url.path}"))
+    headers = dict(exc.headers) if exc.headers else {}
+    if status == 405:
+        # Starlette's Allow names the methods of the first route of the path only.
+        allowed = sorted(
+            {
+                method
+                for route in operations(request.app.routes)
+                if route.path_regex.match(request.url.path)
+                for method in route.methods or ()
+            }
+        )
+        headers["Allow"] = ", ".join(allowed)
+        rule = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+        detail = f"method: {rule}"
+        errors.append(FieldError(field="method", rule=rule))
     if status == 400 and detail == _UNREADABLE_BODY:
         # FastAPI's answer to a body it cannot even decode (bytes that are not UTF-8).
         kind, detail = "bad-request", "body: not valid JSON (cannot be decoded)"
@@ -157,7 +177,17 @@ async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
         detail=detail,
         errors=errors,
     )
-    return problem_response(problem, dict(exc.headers) if exc.headers else None)
+    return problem_response(problem, headers or None)
+
+
+def operations(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every operation of the app, those of included routers too (FastAPI keeps them nested)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            yield from operations(included.routes)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -215,7 +245,12 @@ def install_handlers(app: FastAPI) -> None:
             [FieldError(field="Idempotency-Key", rule="already used with another body")],
         ),
     )
-    answer(ActionRefused, lambda err, _code: ProblemError(409, "action-refused", str(err)))
+    answer(
+        ActionRefused,
+        lambda err, _code: ProblemError(
+            409, "action-refused", str(err), [FieldError(field="action", rule=str(err))]
+        ),
+    )
     answer(BadCursor, lambda err, _code: field_problem(422, "invalid-request", "cursor", str(err)))
     answer(RPCError, _temporal_failure)
     answer(WorkflowQueryFailedError, lambda _err, code: _unreadable(code))
@@ -230,12 +265,13 @@ def install_handlers(app: FastAPI) -> None:
 
 
 _DESCRIPTIONS = {
-    400: "Malformed request: a required header is missing or malformed",
+    400: "Malformed request: a header is missing or malformed, or the body's JSON nests too deep",
     401: "No API key, or an unknown or revoked one",
     403: "The key's units or roles do not cover this request",
     404: "No such dossier, or one outside the key's units (the same answer)",
     409: "Conflict with the dossier's state or an earlier request",
     413: "The body is over the size limit",
+    415: "The body is not application/json",
     422: "The request breaks a rule: each field and rule in `errors`",
     503: "A dependency (Temporal or the database) does not answer",
 }

@@ -7,21 +7,10 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.dossier import Officer, SubmittedDocument
-from schemas.statuses import DossierStatus
+from schemas.formats import FreeText, Name
+from schemas.statuses import Action, DossierStatus
 
-
-class Action(StrEnum):
-    WITHDRAW = "withdraw"
-    APPRAISE = "appraise"
-    REQUEST_SUPPLEMENT = "request_supplement"
-    PROVIDE_SUPPLEMENT = "provide_supplement"
-    APPROVE = "approve"
-    REFUSE = "refuse"
-    CERTIFY = "certify"
-    HAND_OVER = "hand_over"
-    CLAIM = "claim"
-    RECORD_WET_SIGNATURE = "record_wet_signature"
-    CHECK_IDENTITY_IN_PERSON = "check_identity_in_person"
+__all__ = ["Action"]  # where the routes and workflows have always imported it from
 
 
 class Step(BaseModel):
@@ -34,7 +23,7 @@ class Withdrawal(Step):
     """Decree 118/2025 art. 21: before a decision, the citizen may withdraw; the counter
     officer of the receiving unit records the request."""
 
-    reason: str = Field(min_length=3, max_length=500)
+    reason: FreeText = Field(min_length=3, max_length=500)
 
 
 class Recommendation(StrEnum):
@@ -44,14 +33,14 @@ class Recommendation(StrEnum):
 
 class Appraisal(Step):
     recommendation: Recommendation
-    note: str = Field(default="", max_length=2000)
+    note: FreeText = Field(default="", max_length=2000)
 
 
 class SupplementRequest(Step):
     """Circular 01/2018 form 02: everything missing is listed at once."""
 
-    missing: list[str] = Field(min_length=1, max_length=50)
-    note: str = Field(default="", max_length=2000)
+    missing: list[Name] = Field(min_length=1, max_length=50)
+    note: FreeText = Field(default="", max_length=2000)
 
 
 class Supplement(Step):
@@ -59,17 +48,17 @@ class Supplement(Step):
 
 
 class Approval(Step):
-    note: str = Field(default="", max_length=2000)
+    note: FreeText = Field(default="", max_length=2000)
 
 
 class Refusal(Step):
     """Circular 01/2018 form 03: a refusal always states its reason."""
 
-    reason: str = Field(min_length=10, max_length=2000)
+    reason: FreeText = Field(min_length=10, max_length=2000)
 
 
 class Certification(Step):
-    note: str = Field(default="", max_length=2000)
+    note: FreeText = Field(default="", max_length=2000)
 
 
 class Claim(Step):
@@ -123,4 +112,4 @@ class InPersonIdentityCheck(Step):
 
     document: IdentityDocument = IdentityDocument.CHIP_ID_CARD
     method: IdentityCheckMethod
-    note: str = Field(default="", max_length=500)
+    note: FreeText = Field(default="", max_length=500)

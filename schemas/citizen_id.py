@@ -7,6 +7,8 @@ registration, 1 digit for sex and century of birth, 2 digits of the birth year, 
 from __future__ import annotations
 
 # Province codes run 001..096 with gaps; 001 is Hà Nội.
+# The form citizen_id_problem checks, stated for the OpenAPI document and its clients.
+CITIZEN_ID_PATTERN = r"^(00[1-9]|0[1-8][0-9]|09[0-6])[0-3][0-9]{8}$"
 _PROVINCE_CODES = frozenset(range(1, 97))
 
 

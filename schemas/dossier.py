@@ -7,9 +7,10 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from schemas.catalogue import DeliveryChannel, Procedure, Unit
-from schemas.citizen_id import citizen_id_problem
-from schemas.statuses import DossierStatus, Outcome, Stage
+from schemas.catalogue import DeliveryChannel, Procedure, Tier, Unit
+from schemas.citizen_id import CITIZEN_ID_PATTERN, citizen_id_problem
+from schemas.formats import Name, ProcedureCode, UnitCode
+from schemas.statuses import Action, DossierStatus, Lane, Outcome, Role, Stage
 
 
 class Model(BaseModel):
@@ -30,13 +31,17 @@ class ApplicantKind(StrEnum):
 
 
 class Applicant(Model):
-    citizen_id: str = Field(description="Personal identification number, 12 digits")
-    full_name: str = Field(min_length=2, max_length=120)
+    citizen_id: str = Field(
+        description="Personal identification number, 12 digits",
+        # Stated for clients; the validator below gives the rule a wrong one breaks.
+        json_schema_extra={"pattern": CITIZEN_ID_PATTERN},
+    )
+    full_name: Name = Field(min_length=2, max_length=120)
     date_of_birth: date
     kind: ApplicantKind = ApplicantKind.CITIZEN
     phone: str | None = Field(default=None, pattern=r"^0[0-9]{9}$")
-    email: str | None = Field(default=None, max_length=200)
-    address: str | None = Field(default=None, max_length=300)
+    email: Name | None = Field(default=None, max_length=200)
+    address: Name | None = Field(default=None, max_length=300)
 
     @field_validator("citizen_id")
     @classmethod
@@ -49,7 +54,7 @@ class Applicant(Model):
 
 class SubmittedDocument(Model):
     kind: str = Field(pattern=r"^[a-z0-9_]+$")
-    title: str = Field(min_length=1, max_length=300)
+    title: Name = Field(min_length=1, max_length=300)
     pages: int = Field(default=1, ge=1, le=2000)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
@@ -57,9 +62,9 @@ class SubmittedDocument(Model):
 class DossierSubmission(Model):
     """What the counter or the portal sends when a citizen files a dossier."""
 
-    procedure_code: str
-    receiving_unit: str = Field(description="Unit code of the counter that took the dossier")
-    competent_unit: str | None = Field(
+    procedure_code: ProcedureCode
+    receiving_unit: UnitCode = Field(description="Unit code of the counter that took the dossier")
+    competent_unit: UnitCode | None = Field(
         default=None,
         description="Ward-tier only: the ward that decides (residence, land location). "
         "Defaults to the receiving unit; city-tier procedures go to their department.",
@@ -68,7 +73,7 @@ class DossierSubmission(Model):
     delivery_channel: DeliveryChannel = DeliveryChannel.COUNTER
     applicant: Applicant
     documents: list[SubmittedDocument] = Field(min_length=1, max_length=200)
-    subject_reference: str | None = Field(
+    subject_reference: Name | None = Field(
         default=None,
         max_length=64,
         description="What the registries look up besides the applicant: parcel id, "
@@ -106,9 +111,9 @@ class Officer(Model):
         pattern=OFFICER_ID_PATTERN,
         description="Letters, digits, '.', '_' and '-', starting with a letter or digit",
     )
-    full_name: str = Field(min_length=1, max_length=120, pattern=r"^[^\x00-\x1f\x7f]+$")
-    role: str
-    unit: str
+    full_name: Name = Field(min_length=1, max_length=120)
+    role: Role
+    unit: UnitCode
 
 
 class Appointment(Model):
@@ -121,8 +126,8 @@ class Appointment(Model):
 class AwaitedAction(Model):
     """A human step the dossier waits for: the officers' inbox reads these."""
 
-    action: str
-    role: str
+    action: Action
+    role: Role
     unit: str
     since: AwareDatetime
     claimed_by: str | None = Field(default=None, description="The officer who took the task")
@@ -157,8 +162,8 @@ class DossierView(Model):
     procedure_version: int
     receiving_unit: str
     competent_unit: str
-    tier: str
-    lane: str
+    tier: Tier
+    lane: Lane
     stage: Stage
     status: DossierStatus
     portal_status_code: int

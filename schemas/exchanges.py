@@ -9,6 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from schemas.catalogue import Deadline, Registry
 from schemas.dossier import DossierView, Officer, TimelineEntry
+from schemas.statuses import DossierStatus
 
 
 class Exchange(BaseModel):
@@ -280,7 +281,7 @@ class WebhookEvent(Exchange):
     event_id: str
     dossier_code: str
     procedure_code: str
-    status: str
+    status: DossierStatus
     portal_status_code: int
     step: str
     at: AwareDatetime

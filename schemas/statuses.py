@@ -71,6 +71,31 @@ FINAL_STATUS: dict[Outcome, DossierStatus] = {
 }
 
 
+class Action(StrEnum):
+    """A human step of a dossier: each is a Temporal Update and an API operation."""
+
+    WITHDRAW = "withdraw"
+    APPRAISE = "appraise"
+    REQUEST_SUPPLEMENT = "request_supplement"
+    PROVIDE_SUPPLEMENT = "provide_supplement"
+    APPROVE = "approve"
+    REFUSE = "refuse"
+    CERTIFY = "certify"
+    HAND_OVER = "hand_over"
+    CLAIM = "claim"
+    RECORD_WET_SIGNATURE = "record_wet_signature"
+    CHECK_IDENTITY_IN_PERSON = "check_identity_in_person"
+
+
+class Lane(StrEnum):
+    """Which workflow holds an open dossier (domain.lanes names their task queues alike)."""
+
+    INTAKE = "intake"
+    CERTIFICATION = "certification"
+    WARD_PROCESSING = "ward-processing"
+    CITY_PROCESSING = "city-processing"
+
+
 class Role(StrEnum):
     COUNTER_OFFICER = "counter_officer"  # cán bộ một cửa at the receiving unit
     SPECIALIST = "specialist"  # chuyên viên who appraises and drafts

@@ -73,8 +73,8 @@ def task_rows(code: str, timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
         claimed: dict[tuple[str, str, datetime], str] = {}
         for awaited in entry.awaiting:
             if awaited.action != Action.WITHDRAW.value:
-                group = (awaited.unit, awaited.role, awaited.since)
-                grouped.setdefault(group, []).append(awaited.action)
+                group = (awaited.unit, awaited.role.value, awaited.since)
+                grouped.setdefault(group, []).append(awaited.action.value)
                 if awaited.claimed_by:
                     claimed[group] = awaited.claimed_by
         current = {("/".join(actions), *key): key for key, actions in grouped.items()}

@@ -11,8 +11,9 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 
 from api.auth import Key, covers, require_role, require_unit
+from api.contract import ContractRoute
 from api.deps import ApiContext, Context, DossierCode, ask
-from api.problems import field_problem, not_found, problem_responses
+from api.problems import not_found, problem_responses
 from schemas.actions import (
     Acknowledgement,
     Action,
@@ -32,7 +33,7 @@ from schemas.actions import (
 from services import dossiers
 from store.api_keys import ApiKey
 
-router = APIRouter(prefix="/v1", tags=["actions"])
+router = APIRouter(prefix="/v1", tags=["actions"], route_class=ContractRoute)
 
 BODIES: dict[Action, type[Step]] = {
     Action.APPRAISE: Appraisal,
@@ -56,13 +57,6 @@ async def take_step(
     # workflow; the key vouches that its system may speak for that role at that unit.
     require_role(key, step.officer.role, "officer.role")
     require_unit(key, step.officer.unit, "officer.unit")
-    for name in ("officer_id", "full_name"):
-        # They become columns of the read model (claimed_by, done_by, the audit actor),
-        # where PostgreSQL refuses a NUL: a step that carried one would stall the dossier.
-        if any(ord(char) < 32 for char in getattr(step.officer, name)):
-            raise field_problem(
-                422, "invalid-request", f"officer.{name}", "must not contain control characters"
-            )
     place = await ask(dossiers.whereabouts(ctx.temporal, ctx.settings.database_url, code))
     if not covers(key, (place.receiving_unit, place.competent_unit)):
         raise not_found(code)

@@ -11,9 +11,20 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from api.auth import Key, require_role, require_unit
+from api.contract import ContractRoute
 from api.deps import ApiContext, Context, DossierCode, ask, visible_dossier
 from api.problems import problem_responses
 from schemas.dossier import DossierSubmission, DossierView, TimelineEntry
+from schemas.formats import (
+    CURSOR_MAX_LENGTH,
+    CURSOR_PATTERN,
+    PROCEDURE_CODE_PATTERN,
+    UNIT_CODE_MAX_LENGTH,
+    UNIT_CODE_PATTERN,
+)
+from schemas.formats import (
+    DossierCode as Code,
+)
 from schemas.statuses import DossierStatus, Role
 from services import dossiers
 from services.dossiers import IdempotencyKey, Receipt
@@ -21,16 +32,13 @@ from store import views
 from store.db import engine_for
 from store.tables import idempotency_keys
 
-router = APIRouter(prefix="/v1", tags=["dossiers"])
-
-UNIT_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
-PROCEDURE_PATTERN = r"^[0-9]+\.[0-9]+$"
+router = APIRouter(prefix="/v1", tags=["dossiers"], route_class=ContractRoute)
 
 
 class Timeline(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    code: str
+    code: Code
     entries: list[TimelineEntry]
 
 
@@ -104,19 +112,24 @@ async def list_dossiers(
     unit: Annotated[
         str | None,
         Query(
-            pattern=UNIT_PATTERN,
-            max_length=64,
+            pattern=UNIT_CODE_PATTERN,
+            max_length=UNIT_CODE_MAX_LENGTH,
             description="Receiving or competent unit (one of the key's); all of them if absent",
         ),
     ] = None,
     status: Annotated[DossierStatus | None, Query()] = None,
     procedure: Annotated[
-        str | None, Query(pattern=PROCEDURE_PATTERN, max_length=16, description="TTHC code")
+        str | None, Query(pattern=PROCEDURE_CODE_PATTERN, max_length=16, description="TTHC code")
     ] = None,
     overdue: Annotated[bool | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=512, description="`next_cursor` of the previous page")
+        str | None,
+        Query(
+            pattern=CURSOR_PATTERN,
+            max_length=CURSOR_MAX_LENGTH,
+            description="`next_cursor` of the previous page",
+        ),
     ] = None,
 ) -> views.DossierPage:
     if unit is not None:

@@ -11,11 +11,12 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import text
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
+from api.contract import ContractRoute
 from api.deps import Context
 from api.problems import FieldError, ProblemError, problem_responses
 from store.db import engine_for
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=ContractRoute)
 
 # Readiness must answer quickly even when a dependency hangs: the probe has its own timeout.
 CHECK_TIMEOUT = timedelta(seconds=2)

@@ -13,12 +13,14 @@ from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, Ur
 from sqlalchemy import select
 
 from api.auth import Key, require_unit
+from api.contract import ContractRoute
 from api.deps import Context
 from api.problems import field_problem, problem_responses
+from schemas.formats import UnitCode
 from store.db import engine_for, writing
 from store.tables import webhook_subscriptions
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=ContractRoute)
 
 SECRET_BYTES = 32
 UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -28,7 +30,7 @@ WebhookUrl = Annotated[AnyHttpUrl, UrlConstraints(max_length=2000)]
 class WebhookRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    unit: str = Field(max_length=64, description="One of the key's units")
+    unit: UnitCode = Field(description="One of the key's units")
     url: WebhookUrl = Field(description="http(s) URL that receives the POSTs")
 
 

@@ -403,7 +403,7 @@ async def test_a_refused_step_answers_409_with_the_validators_reason(
     )
     assert wrong_role.status_code == 409
     assert wrong_role.json()["detail"].startswith("appraise needs role specialist")
-    # A role no key can hold: refused at the door.
+    # A role that does not exist: the schema's enum refuses it.
     bogus = await hoan_kiem.post(
         f"/v1/dossiers/{code}/actions/appraise",
         json={
@@ -411,7 +411,7 @@ async def test_a_refused_step_answers_409_with_the_validators_reason(
             "recommendation": "approve",
         },
     )
-    assert bogus.status_code == 403 and bogus.json()["errors"][0]["field"] == "officer.role"
+    assert bogus.status_code == 422 and bogus.json()["errors"][0]["field"] == "officer.role"
     # A step of another lane: the dossier's own terms, not the SDK's.
     certify = await hoan_kiem.post(
         f"/v1/dossiers/{code}/actions/certify", json={"officer": officer(Role.CERTIFIER, HOAN_KIEM)}

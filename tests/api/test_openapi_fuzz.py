@@ -12,14 +12,24 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
-from schemathesis.specs.openapi.checks import response_schema_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from simulators.seed import sample_citizens
 from tests.api.conftest import BIRTH, HOAN_KIEM, ApiServer
 
 # Enough to walk every operation's rules, bounded for a 2-core machine.
 EXAMPLES = 25
-CHECKS = [not_a_server_error, response_schema_conformance]
+# Any status the operation does not declare fails too: the document lists them all.
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 SUBMIT = ("POST", "/v1/dossiers")
 # Real procedures, so some fuzzed filings get past the catalogue into the rest of the rules.
 PROCEDURES = [BIRTH, "2.000815", "1.001612"]
