@@ -213,3 +213,30 @@ class InPersonIdentityCheck(Step):
     document: IdentityDocument = IdentityDocument.CHIP_ID_CARD
     method: IdentityCheckMethod
     note: str = Field(default="", max_length=500)
+
+
+class SharingOpening(BaseModel):
+    """A unit's leader opens its certification lane to neighbouring wards' certifiers for a
+    period (a surge): while open they see its certification tasks and may claim and certify
+    them, for the unit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    officer: Officer
+    neighbours: list[str] = Field(
+        min_length=1, max_length=12, description="Unit codes of the wards or communes helping"
+    )
+    until: AwareDatetime = Field(description="When the sharing ends, at the latest")
+    reason: str = Field(min_length=10, max_length=500)
+
+
+class SharingClosing(BaseModel):
+    """The unit's leader ends the sharing early (all neighbours, or those named)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    officer: Officer
+    neighbours: list[str] = Field(
+        default_factory=list, max_length=12, description="Only these; every neighbour when empty"
+    )
+    reason: str = Field(min_length=3, max_length=500)

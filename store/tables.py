@@ -323,3 +323,25 @@ console_events = Table(
     Index("ix_console_events_user", "username", "at"),
     Index("ix_console_events_ip", "client_ip", "at"),
 )
+
+# A leader opened the unit's certification lane to a neighbour's certifiers for a period (a
+# surge): one row per neighbour. Closing sets closed_at; rows are never deleted, so the table
+# is the record of who opened and closed each sharing (the steps taken under it are in the
+# dossiers' timelines and audit chains).
+certification_sharing = Table(
+    "certification_sharing",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("unit", String(64), nullable=False),
+    Column("neighbour", String(64), nullable=False),
+    Column("opened_by", String(64), nullable=False),
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("until", UTCDateTime(), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("recorded_by", String(120), nullable=False),
+    Column("closed_at", UTCDateTime()),
+    Column("closed_by", String(64)),
+    Column("close_reason", Text),
+    Index("ix_certification_sharing_neighbour", "neighbour", "unit"),
+    Index("ix_certification_sharing_unit", "unit"),
+)
