@@ -39,10 +39,10 @@ async def test_an_operator_reassigns_a_task_and_opens_and_closes_a_sharing(
     assert claimed.returncode == 0, claimed.stderr
     assert json.loads(claimed.stdout)["action"] == "claim"
 
-    # A specialist is no leader: the lane refuses, and the command says why (exit 1).
+    # Another ward's leader is not this unit's: the lane refuses, and the command says why.
     refused = await ops(
         client, config, "tasks", "reassign", code, "--task", "appraise", "--to", "x.2",
-        "--leader", holder, "--unit", UNIT, "--because", "workload", *audit,
+        "--leader", "kim-lien.leader.1", "--unit", "kim-lien", "--because", "workload", *audit,
     )  # fmt: skip
     assert refused.returncode == 1
     assert "only the leader of dong-da may reassign task appraise" in refused.stderr
