@@ -71,10 +71,12 @@ async def test_an_operator_reassigns_a_task_and_opens_and_closes_a_sharing(
     async with engine_for(config.database_url).connect() as conn:
         rows = (
             await conn.execute(
-                select(audit_events.c.actor, audit_events.c.payload).where(
+                select(audit_events.c.actor, audit_events.c.payload)
+                .where(
                     audit_events.c.dossier_code == code,
                     audit_events.c.event_type == "operator_task_step",
                 )
+                .order_by(audit_events.c.seq)
             )
         ).all()
     assert [(r.actor, json.loads(r.payload)["action"]) for r in rows] == [
