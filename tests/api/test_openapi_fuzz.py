@@ -14,6 +14,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from schemas.actions import Action
 from simulators.seed import sample_citizens
 from tests.api.conftest import BIRTH, HOAN_KIEM, ApiServer
 
@@ -93,4 +94,5 @@ async def test_no_input_gets_a_5xx_and_every_answer_matches_the_document(api: Ap
         api.stack.started.extend(filed)  # fuzzed dossiers' histories are replayed too
     assert "POST /v1/dossiers negative" in fuzzed
     assert "GET /v1/dossiers/{code}/timeline positive" in fuzzed
-    assert len([f for f in fuzzed if "/actions/" in f]) == 11
+    assert len([f for f in fuzzed if "/actions/" in f]) == len(Action)
+    assert "POST /v1/units/{unit}/certification-sharing positive" in fuzzed
