@@ -23,7 +23,7 @@ python -m ops plan --scenario F --staffing F [--compare F]
                                           what a staffing plan does to a surge, ward by ward
 python -m ops users add | disable | roles | list
                                           accounts of the web console
-python -m ops tasks claim | release | reassign | delegate | show CODE
+python -m ops tasks claim | release | reassign | delegate | show CODE | escalated
                                           who holds a dossier's task (audited)
 python -m ops sharing open | close | list UNIT
                                           surge sharing of a ward's certification

@@ -215,6 +215,26 @@ def show_command(code: Code, as_json: AsJson = False) -> None:
     show_rows(_run("tasks show", read()), as_json, f"tasks of {code}", empty="none awaited")
 
 
+@tasks_app.command("escalated")
+def escalated_command(
+    unit: Annotated[str, typer.Option("--unit", help="the unit whose leader looks")],
+    role: Annotated[Role | None, typer.Option("--role", help="only this role's tasks")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """The unit's open tasks escalated to its leader (waiting past the unit's threshold),
+    the earliest due first: the leader reassigns them, or delegates their own."""
+
+    async def read() -> list[views.TaskRecord]:
+        config = settings()
+        await migrate(config.database_url)
+        async with engine_for(config.database_url).connect() as conn:
+            return await views.inbox(
+                conn, unit=unit, role=role.value if role else None, limit=500, escalated=True
+            )
+
+    show_rows(_run("tasks escalated", read()), as_json, f"escalated at {unit}", empty="none")
+
+
 # --- sharing ------------------------------------------------------------------------------------
 Unit = Annotated[str, typer.Argument(help="the ward whose certification is shared")]
 Neighbours = Annotated[

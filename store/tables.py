@@ -145,6 +145,8 @@ tasks = Table(
     Column("since", UTCDateTime(), nullable=False),
     Column("due_at", UTCDateTime()),
     Column("claimed_by", String(64)),
+    # When the task, waiting past its unit's threshold, went to the unit's leader.
+    Column("escalated_at", UTCDateTime()),
     Column("done_at", UTCDateTime()),
     Column("done_by", String(64)),
     UniqueConstraint("dossier_code", "action", "unit", "role", "since", name="uq_tasks_step"),

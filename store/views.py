@@ -83,6 +83,9 @@ class TaskRecord(Record):
     since: AwareDatetime
     due_at: AwareDatetime | None
     claimed_by: str | None
+    escalated_at: AwareDatetime | None = Field(
+        default=None, description="When it went to the unit's leader, waiting past the threshold"
+    )
 
 
 class PastDueTask(Record):
@@ -233,6 +236,7 @@ async def inbox(
     role: str | None = None,
     limit: int = 100,
     shared_from: Sequence[str] = (),
+    escalated: bool | None = None,
 ) -> list[TaskRecord]:
     """A unit's open tasks, earliest due first; tasks without a due time come last. With
     `shared_from` (the units whose certification lane is shared with `unit` now), their
@@ -250,6 +254,10 @@ async def inbox(
     )
     if role is not None:
         statement = statement.where(tasks.c.role == role)
+    if escalated is not None:
+        statement = statement.where(
+            tasks.c.escalated_at.is_not(None) if escalated else tasks.c.escalated_at.is_(None)
+        )
     rows = (await conn.execute(statement)).mappings().all()
     return [record_of(TaskRecord, row) for row in rows]
 

@@ -27,6 +27,9 @@ from schemas.dossier import TimelineEntry
 from schemas.statuses import Role
 from services import dossiers
 from simulators.seed import sample_enterprises
+from store import views
+from store.db import engine_for
+from tests.api.conftest import eventually
 from tests.conftest import EngineStack
 from tests.driver import act, officer, submission, submit, timeline, view, wait_for
 
@@ -97,6 +100,15 @@ async def test_a_task_waiting_past_the_threshold_goes_to_the_leader(stack: Engin
     current = await view(stack, code)
     assert all(a.escalated_at == step.at for a in current.awaiting if a.action != "withdraw")
     assert leader_notices(stack, code) == [f"leaders@{UNIT}"]
+
+    # The leader finds it among the unit's escalated tasks (the inbox's `escalated=true`).
+    async def escalated_in_inbox() -> list[views.TaskRecord]:
+        async with engine_for(stack.settings.database_url).connect() as conn:
+            rows = await views.inbox(conn, unit=UNIT, limit=500, escalated=True)
+        return [r for r in rows if r.dossier_code == code]
+
+    [listed] = await eventually(escalated_in_inbox)
+    assert (listed.action, listed.escalated_at) == ("appraise/request_supplement", step.at)
 
     # The leader takes it from the holder who let it wait; the holder is refused from then on.
     leader = officer(Role.LEADER, UNIT)

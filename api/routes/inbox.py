@@ -48,6 +48,10 @@ async def inbox(
     ],
     role: Annotated[Role | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    escalated: Annotated[
+        bool | None,
+        Query(description="Only tasks escalated to the unit's leader (true) or not (false)"),
+    ] = None,
 ) -> Inbox:
     require_unit(key, unit, "unit")
     database_url = ctx.settings.database_url
@@ -61,6 +65,7 @@ async def inbox(
             role=role.value if role else None,
             limit=limit,
             shared_from=shared_from,
+            escalated=escalated,
         )
     return Inbox(unit=unit, role=role, shared_from=shared_from, items=rows)
 

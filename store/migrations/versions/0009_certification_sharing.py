@@ -1,4 +1,5 @@
-"""Surge sharing of a unit's certification lane with its neighbours' certifiers.
+"""Surge sharing of a unit's certification lane with its neighbours' certifiers; when an
+open task was escalated to its unit's leader.
 
 Revision ID: 0009
 Revises: 0007
@@ -21,7 +22,10 @@ def _instant() -> sa.DateTime:
 
 
 def upgrade() -> None:
-    if "certification_sharing" in set(sa.inspect(op.get_bind()).get_table_names()):
+    inspector = sa.inspect(op.get_bind())
+    if "escalated_at" not in {c["name"] for c in inspector.get_columns("tasks")}:
+        op.add_column("tasks", sa.Column("escalated_at", _instant()))
+    if "certification_sharing" in set(inspector.get_table_names()):
         return
     op.create_table(
         "certification_sharing",
@@ -47,3 +51,4 @@ def downgrade() -> None:
     op.drop_index("ix_certification_sharing_unit", "certification_sharing")
     op.drop_index("ix_certification_sharing_neighbour", "certification_sharing")
     op.drop_table("certification_sharing")
+    op.drop_column("tasks", "escalated_at")
