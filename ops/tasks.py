@@ -12,12 +12,12 @@ recorded it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bootstrap import connect
 from config import settings
@@ -115,7 +115,17 @@ async def take_step(
     return acknowledgement
 
 
-def _step(name: str, code: str, action: Action, step: Step, operator: str, reason: str) -> None:
+def _step(
+    name: str, code: str, action: Action, build: Callable[[], Step], operator: str, reason: str
+) -> None:
+    """Build the step from the arguments (a bad one is named, exit 2), then take it."""
+    try:
+        step = build()
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise fail(f"ops {name}: {problems}", 2) from err
     acknowledgement = _run(name, take_step(code, action, step, operator=operator, reason=reason))
     print_json(acknowledgement)
 
@@ -132,8 +142,14 @@ def claim_command(
 ) -> None:
     """The officer holds the task awaited from their role: nobody else takes it until they
     release it or the unit's leader reassigns it."""
-    step = Claim(officer=_officer(officer, role, unit, name))
-    _step("tasks claim", code, Action.CLAIM, step, operator, reason)
+    _step(
+        "tasks claim",
+        code,
+        Action.CLAIM,
+        lambda: Claim(officer=_officer(officer, role, unit, name)),
+        operator,
+        reason,
+    )
 
 
 @tasks_app.command("release")
@@ -149,8 +165,14 @@ def release_command(
     name: OfficerName = None,
 ) -> None:
     """The holder gives the task back to the unit's inbox."""
-    step = Release(officer=_officer(officer, role, unit, name), reason=because, note=note)
-    _step("tasks release", code, Action.RELEASE, step, operator, reason)
+    _step(
+        "tasks release",
+        code,
+        Action.RELEASE,
+        lambda: Release(officer=_officer(officer, role, unit, name), reason=because, note=note),
+        operator,
+        reason,
+    )
 
 
 @tasks_app.command("reassign")
@@ -167,14 +189,20 @@ def reassign_command(
     name: OfficerName = None,
 ) -> None:
     """The unit's leader gives a task (claimed or not) to another officer of its role."""
-    step = Reassignment(
-        officer=_officer(leader, Role.LEADER, unit, name),
-        task=task,
-        to=to,
-        reason=because,
-        note=note,
+    _step(
+        "tasks reassign",
+        code,
+        Action.REASSIGN,
+        lambda: Reassignment(
+            officer=_officer(leader, Role.LEADER, unit, name),
+            task=task,
+            to=to,
+            reason=because,
+            note=note,
+        ),
+        operator,
+        reason,
     )
-    _step("tasks reassign", code, Action.REASSIGN, step, operator, reason)
 
 
 @tasks_app.command("delegate")
@@ -191,14 +219,20 @@ def delegate_command(
     name: OfficerName = None,
 ) -> None:
     """The unit's leader hands a task awaiting the leader to a deputy of the unit."""
-    step = Delegation(
-        officer=_officer(leader, Role.LEADER, unit, name),
-        task=task,
-        to=to,
-        reason=because,
-        note=note,
+    _step(
+        "tasks delegate",
+        code,
+        Action.DELEGATE,
+        lambda: Delegation(
+            officer=_officer(leader, Role.LEADER, unit, name),
+            task=task,
+            to=to,
+            reason=because,
+            note=note,
+        ),
+        operator,
+        reason,
     )
-    _step("tasks delegate", code, Action.DELEGATE, step, operator, reason)
 
 
 @tasks_app.command("show")

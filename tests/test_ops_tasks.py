@@ -52,6 +52,12 @@ async def test_an_operator_reassigns_a_task_and_opens_and_closes_a_sharing(
         "--leader", f"{UNIT}.leader.1", "--unit", UNIT, "--because", "bored", *audit,
     )  # fmt: skip
     assert unnamed.returncode == 2 and "--because" in unnamed.stderr
+    # Nor a name where an officer id belongs: the field and its rule, exit 2.
+    named = await ops(
+        client, config, "tasks", "reassign", code, "--task", "appraise", "--to", "Lê Hoa",
+        "--leader", f"{UNIT}.leader.1", "--unit", UNIT, "--because", "workload", *audit,
+    )  # fmt: skip
+    assert named.returncode == 2 and "ops tasks reassign: to: String should match" in named.stderr
 
     leader = officer(Role.LEADER, UNIT).officer_id
     to = officer(Role.SPECIALIST, UNIT, 2).officer_id
