@@ -15,7 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,11 +38,19 @@ from schemas.actions import (
     Appraisal,
     Approval,
     Certification,
+    Claim,
+    Delegation,
     HandOver,
     IdentityCheckMethod,
     InPersonIdentityCheck,
+    Reassignment,
+    ReassignReason,
     Recommendation,
     Refusal,
+    Release,
+    ReleaseReason,
+    SharingClosing,
+    SharingOpening,
     Step,
     Supplement,
     SupplementRequest,
@@ -57,7 +65,7 @@ from schemas.dossier import (
 )
 from schemas.lifecycle import TimelineStep
 from schemas.statuses import Stage
-from services import dossiers
+from services import dossiers, sharing
 from store.db import dispose_all, engine_for
 from store.startup import prepare_database
 from store.tables import dossiers as dossier_rows
@@ -153,6 +161,79 @@ CITY_CENTRE = 2  # a city-tier procedure received at the city's service centre
 SECOND_REQUEST = 14  # a second supplement request, refused (Decree 61/2018 art. 19(4))
 PAPER_SIGNATURE = 6  # the signing service refuses its result: signed on paper
 CITY_CENTRE_UNIT = "trung-tam-phvhcc"
+# Who holds a task: a claim that reserves, a release, the leader's reassignment, then the
+# leader's approval delegated to a deputy (a ward-tier dossier decided where it was filed).
+TASK_HOLDING = 0
+# A surge: the ward shares this certification dossier's lane with a neighbour, whose
+# certifier certifies it for the ward; then the sharing is closed.
+SURGE_SHARING = 1
+SURGE_NEIGHBOUR = "hoan-kiem"
+
+
+async def show_task_holding(
+    client: Client, database_url: str, code: str, awaited: AwaitedAction, notes: list[str]
+) -> None:
+    """A claim reserves the task: a colleague is refused; released, then reassigned."""
+    unit = awaited.unit
+    holder = officer(awaited.role, unit)
+    colleague = holder.model_copy(update={"officer_id": f"{unit}.{awaited.role}.2"})
+    leader = officer("leader", unit)
+
+    async def take(action: Action, step: Step) -> None:
+        await patiently(partial(dossiers.act, client, database_url, code, action, step))
+
+    await take(Action.CLAIM, Claim(officer=holder))
+    try:
+        await take(
+            Action.APPRAISE, Appraisal(officer=colleague, recommendation=Recommendation.APPROVE)
+        )
+        refused = "NOT refused"
+    except dossiers.ActionRefused as err:
+        refused = f"refused: {err}"
+    await take(Action.RELEASE, Release(officer=holder, reason=ReleaseReason.WORKLOAD))
+    await take(
+        Action.REASSIGN,
+        Reassignment(
+            officer=leader,
+            task=Action.APPRAISE,
+            to=holder.officer_id,
+            reason=ReassignReason.ASSIGNMENT,
+        ),
+    )
+    notes.append(
+        f"claim: {code} appraise claimed by {holder.officer_id}; {colleague.officer_id} "
+        f"{refused}; released, then reassigned by {leader.officer_id} to {holder.officer_id}"
+    )
+
+
+async def show_delegation(
+    client: Client, database_url: str, code: str, awaited: AwaitedAction, notes: list[str]
+) -> None:
+    """The leader is away: the approval goes to a deputy, who approves in the leader's place."""
+    leader = officer("leader", awaited.unit)
+    deputy = f"{awaited.unit}.leader.2"
+    step = Delegation(officer=leader, task=Action.APPROVE, to=deputy, reason=ReassignReason.ABSENT)
+    await patiently(partial(dossiers.act, client, database_url, code, Action.DELEGATE, step))
+    notes.append(f"delegation: {code} approval delegated by {leader.officer_id} to {deputy}")
+
+
+async def open_surge_sharing(database_url: str, unit: str) -> int:
+    """The ward's leader opens its certification lane to the neighbour for an hour."""
+    opening = SharingOpening(
+        officer=officer("leader", unit),
+        neighbours=[SURGE_NEIGHBOUR],
+        until=datetime.now(HANOI) + timedelta(hours=1),
+        reason="demo: a surge of certified copies",
+    )
+    [grant] = await sharing.open_sharing(
+        database_url, default_catalogue(), unit, opening, recorded_by=DEMO_SYSTEM
+    )
+    return grant.id
+
+
+async def close_surge_sharing(database_url: str, unit: str) -> None:
+    closing = SharingClosing(officer=officer("leader", unit), reason="demo: surge over")
+    await sharing.close_sharing(database_url, unit, closing)
 
 
 async def play_officers(
@@ -164,7 +245,8 @@ async def play_officers(
     notes: list[str],
     refuse_next_signature: Callable[[], Awaitable[bool]],
 ) -> DossierView:
-    asked = supplied = tried_again = fault_set = False
+    asked = supplied = tried_again = fault_set = shown = delegated = False
+    grant: int | None = None
     while True:
         view = await patiently(partial(dossiers.status, client, database_url, code))
         if view.stage is Stage.CLOSED or time.monotonic() > deadline:
@@ -173,7 +255,25 @@ async def play_officers(
         if not awaited:
             await asyncio.sleep(OFFICER_POLL_SECONDS)
             continue
-        action, step = demo_step(index, awaited[0], asked, view.procedure_code)
+        task = awaited[0]
+        if index == TASK_HOLDING and not shown and task.action == Action.APPRAISE.value:
+            shown = True
+            await show_task_holding(client, database_url, code, task, notes)
+            continue
+        if index == TASK_HOLDING and task.action == Action.APPROVE.value and not delegated:
+            delegated = True
+            await show_delegation(client, database_url, code, task, notes)
+            continue
+        if index == SURGE_SHARING and task.action == Action.CERTIFY.value:
+            if grant is None:
+                grant = await open_surge_sharing(database_url, task.unit)
+            # The neighbour's certifier takes it, for the ward.
+            task = task.model_copy(update={"unit": SURGE_NEIGHBOUR})
+        action, step = demo_step(index, task, asked, view.procedure_code)
+        if task.claimed_by and task.claimed_by != step.officer.officer_id:
+            # The task is held (a claim, a reassignment, a delegation): its holder acts.
+            holder = step.officer.model_copy(update={"officer_id": task.claimed_by})
+            step = step.model_copy(update={"officer": holder})
         if action is Action.APPRAISE and supplied and index == SECOND_REQUEST and not tried_again:
             # The specialist would ask again: refused, the dossier went back once already.
             tried_again = True
@@ -207,6 +307,13 @@ async def play_officers(
             await asyncio.sleep(OFFICER_POLL_SECONDS)
             continue
         supplied = supplied or (asked and action is Action.PROVIDE_SUPPLEMENT)
+        if grant is not None and action in (Action.CERTIFY, Action.REFUSE):
+            await close_surge_sharing(database_url, view.competent_unit)
+            notes.append(
+                f"surge sharing: {code} certified for {view.competent_unit} by "
+                f"{step.officer.officer_id} under its sharing #{grant} with {SURGE_NEIGHBOUR}, "
+                "then closed"
+            )
 
 
 # --- the run and its report ------------------------------------------------------------------

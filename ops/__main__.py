@@ -23,6 +23,10 @@ python -m ops plan --scenario F --staffing F [--compare F]
                                           what a staffing plan does to a surge, ward by ward
 python -m ops users add | disable | roles | list
                                           accounts of the web console
+python -m ops tasks claim | release | reassign | delegate | show CODE | escalated
+                                          who holds a dossier's task (audited)
+python -m ops sharing open | close | list UNIT
+                                          surge sharing of a ward's certification
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from ops.reset import reset_command
 from ops.retry import retry_command
 from ops.signatures import signatures_app
 from ops.stuck import stuck_command
+from ops.tasks import sharing_app, tasks_app
 from ops.users import users_app
 from planner.command import plan_command
 
@@ -62,6 +67,8 @@ app.add_typer(export_app, name="export")
 app.add_typer(signatures_app, name="signatures")
 app.add_typer(archive_app, name="archive")
 app.add_typer(users_app, name="users")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(sharing_app, name="sharing")
 
 
 def run() -> None:

@@ -2,21 +2,49 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.dossier import Officer, SubmittedDocument
-from schemas.formats import FreeText, Name
+from schemas.dossier import OFFICER_ID_PATTERN, Officer, SubmittedDocument
+from schemas.formats import FreeText, Name, UnitCode
 from schemas.statuses import Action, DossierStatus
 
 __all__ = ["Action"]  # where the routes and workflows have always imported it from
+
+
+class SharingGrant(BaseModel):
+    """A leader opened unit `unit`'s certification lane to `neighbour`'s certifiers until
+    `until` (a surge: Hà Đông split certification off its counter). The engine resolves it
+    from its record when a neighbour's certifier acts, and the step carries it, so the lane's
+    validator checks it without reading the database and the timeline records it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    grant_id: int
+    unit: str
+    neighbour: str
+    opened_by: str
+    opened_at: AwareDatetime
+    until: AwareDatetime
+
+    def covers(self, unit: str, neighbour: str, at: datetime) -> bool:
+        return (
+            self.unit == unit and self.neighbour == neighbour and self.opened_at <= at < self.until
+        )
 
 
 class Step(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     officer: Officer
+    acting_for: SharingGrant | None = Field(
+        default=None,
+        description="Set by the engine when a neighbouring unit's certifier acts under an open "
+        "sharing of the dossier's certification lane; what a client sends here is replaced",
+    )
 
 
 class Withdrawal(Step):
@@ -62,8 +90,66 @@ class Certification(Step):
 
 
 class Claim(Step):
-    """An officer takes the task awaited from their role at their unit, so colleagues see it
-    is being handled."""
+    """An officer takes the task awaited from their role at their unit: from then on only
+    they may take its step, until they release it or the unit's leader reassigns it."""
+
+
+class ReleaseReason(StrEnum):
+    """Why a holder gives a task back to the unit's inbox."""
+
+    ABSENT = "absent"  # leave, sickness, a mission out of the office
+    WORKLOAD = "workload"  # more than they can handle in time
+    CONFLICT_OF_INTEREST = "conflict_of_interest"  # they may not decide this dossier
+    WRONG_TASK = "wrong_task"  # claimed by mistake
+    OTHER = "other"  # said in the note
+
+
+class Release(Step):
+    """The holder gives the task back: any officer of the role at the unit may claim it."""
+
+    reason: ReleaseReason
+    note: str = Field(default="", max_length=500)
+
+
+class ReassignReason(StrEnum):
+    """Why the unit's leader moves a task to another officer."""
+
+    ASSIGNMENT = "assignment"  # the head assigns the dossier to a specialist (art. 19)
+    ABSENT = "absent"
+    WORKLOAD = "workload"
+    CONFLICT_OF_INTEREST = "conflict_of_interest"
+    ESCALATED = "escalated"  # the task waited past the unit's threshold
+    OTHER = "other"
+
+
+OfficerId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=OFFICER_ID_PATTERN,
+        description="The officer id of the one who takes the task",
+    ),
+]
+
+
+class Reassignment(Step):
+    """The unit's leader gives a task (claimed or not) to another officer of its role."""
+
+    task: Action = Field(description="The awaited step, e.g. appraise")
+    to: OfficerId
+    reason: ReassignReason
+    note: str = Field(default="", max_length=500)
+
+
+class Delegation(Step):
+    """The unit's leader hands a task that awaits the leader (approve or refuse, certify,
+    sign on paper) to a deputy of the unit, who takes the step in the leader's place."""
+
+    task: Action = Field(description="The awaited step, e.g. approve")
+    to: OfficerId
+    reason: ReassignReason
+    note: str = Field(default="", max_length=500)
 
 
 class HandOver(Step):
@@ -113,3 +199,30 @@ class InPersonIdentityCheck(Step):
     document: IdentityDocument = IdentityDocument.CHIP_ID_CARD
     method: IdentityCheckMethod
     note: FreeText = Field(default="", max_length=500)
+
+
+class SharingOpening(BaseModel):
+    """A unit's leader opens its certification lane to neighbouring wards' certifiers for a
+    period (a surge): while open they see its certification tasks and may claim and certify
+    them, for the unit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    officer: Officer
+    neighbours: list[UnitCode] = Field(
+        min_length=1, max_length=12, description="Unit codes of the wards or communes helping"
+    )
+    until: AwareDatetime = Field(description="When the sharing ends, at the latest")
+    reason: FreeText = Field(min_length=10, max_length=500)
+
+
+class SharingClosing(BaseModel):
+    """The unit's leader ends the sharing early (all neighbours, or those named)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    officer: Officer
+    neighbours: list[UnitCode] = Field(
+        default_factory=list, max_length=12, description="Only these; every neighbour when empty"
+    )
+    reason: FreeText = Field(min_length=3, max_length=500)

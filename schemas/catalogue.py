@@ -161,3 +161,10 @@ class Unit(Frozen):
     address_source: str | None = Field(
         default=None, min_length=5, description="Where the address comes from (required with it)"
     )
+    escalation_working_hours: int | None = Field(
+        default=None,
+        ge=1,
+        le=240,
+        description="Working hours a task may wait before it goes to the unit's leader; "
+        "the engine's default (domain/escalation.py) when absent",
+    )

@@ -130,7 +130,21 @@ class AwaitedAction(Model):
     role: Role
     unit: str
     since: AwareDatetime
-    claimed_by: str | None = Field(default=None, description="The officer who took the task")
+    claimed_by: str | None = Field(
+        default=None,
+        description="The officer who holds the task: nobody else may take the step until they "
+        "release it or the unit's leader reassigns it",
+    )
+    claimed_at: AwareDatetime | None = Field(default=None, description="Since when they hold it")
+    delegated_to: str | None = Field(
+        default=None,
+        description="A leader's task handed to a deputy of the unit, who may take the step "
+        "in the leader's place (ký thay)",
+    )
+    escalated_at: AwareDatetime | None = Field(
+        default=None,
+        description="When the task, waiting past its unit's threshold, went to the unit's leader",
+    )
 
 
 class TimelineEntry(Model):

@@ -49,6 +49,12 @@ class TimelineStep(StrEnum):
     FEES_REQUESTED = "fees requested"
     FEES_PAID = "fees paid"
     CLAIMED = "claimed"
+    # Who holds a task: given back, moved by the unit's leader, handed to a deputy, or sent up
+    # to the leader after waiting past the unit's threshold.
+    RELEASED = "released"
+    REASSIGNED = "reassigned"
+    DELEGATED = "delegated"
+    ESCALATED = "escalated"
     # The legal clock (Decree 61/2018 art. 19).
     NEAR_DUE_WARNING = "near-due warning"
     APOLOGY_SLIP = "apology slip"
@@ -90,6 +96,9 @@ HOLDER: dict[Action, Holder] = {
     Action.REFUSE: Holder.LANE,
     Action.CERTIFY: Holder.LANE,
     Action.CLAIM: Holder.LANE,
+    Action.RELEASE: Holder.LANE,
+    Action.REASSIGN: Holder.LANE,
+    Action.DELEGATE: Holder.LANE,
     Action.RECORD_WET_SIGNATURE: Holder.LANE,
     Action.HAND_OVER: Holder.DOSSIER,
     Action.CHECK_IDENTITY_IN_PERSON: Holder.DOSSIER,

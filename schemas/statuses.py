@@ -83,6 +83,9 @@ class Action(StrEnum):
     CERTIFY = "certify"
     HAND_OVER = "hand_over"
     CLAIM = "claim"
+    RELEASE = "release"
+    REASSIGN = "reassign"
+    DELEGATE = "delegate"
     RECORD_WET_SIGNATURE = "record_wet_signature"
     CHECK_IDENTITY_IN_PERSON = "check_identity_in_person"
 

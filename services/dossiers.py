@@ -23,10 +23,16 @@ from domain.calendar import HANOI, default_calendar
 from domain.catalogue import Catalogue, CatalogueError
 from domain.codes import dossier_code, sequence_scope
 from domain.routing import RoutingError, check_receiving_unit, competent_unit_code, route
-from schemas.actions import Acknowledgement, Action, Step
-from schemas.dossier import DossierFiling, DossierSubmission, DossierView, TimelineEntry
+from schemas.actions import Acknowledgement, Action, SharingGrant, Step
+from schemas.dossier import (
+    DossierFiling,
+    DossierSubmission,
+    DossierView,
+    Officer,
+    TimelineEntry,
+)
 from schemas.lifecycle import HOLDER, Holder
-from schemas.statuses import DossierStatus
+from schemas.statuses import DossierStatus, Role
 from store import views
 from store.db import engine_for
 from store.idempotency import claim
@@ -322,6 +328,20 @@ async def _holder(client: Client, place: Whereabouts, action: Action) -> str:
     return lanes.lane_workflow_id(place.code, place.lane)
 
 
+async def sharing_grant(
+    database_url: str, dossier_unit: str, officer: Officer, now: datetime | None = None
+) -> SharingGrant | None:
+    """The open sharing under which `officer`, a certifier of another unit, may act on
+    `dossier_unit`'s certification tasks (services/sharing.py); None at their own unit."""
+    if officer.unit == dossier_unit or officer.role != Role.CERTIFIER.value:
+        return None
+    async with engine_for(database_url).connect() as conn:
+        record = await views.sharing_grant(
+            conn, unit=dossier_unit, neighbour=officer.unit, at=now or datetime.now(HANOI)
+        )
+    return None if record is None else record.grant()
+
+
 async def act(
     client: Client,
     database_url: str,
@@ -336,6 +356,9 @@ async def act(
     place = place or await whereabouts(client, database_url, code)
     if place.closed is not None:
         raise ActionRefused(place.closed)
+    # The grant is the engine's to set, never the client's: the lane checks what it carries.
+    grant = await sharing_grant(database_url, place.competent_unit, step.officer)
+    step = step.model_copy(update={"acting_for": grant})
     for attempt in range(NOT_READY_RETRIES + 1):
         holder = await _holder(client, place, action)
         handle = client.get_workflow_handle(holder)

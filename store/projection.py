@@ -71,12 +71,15 @@ def task_rows(code: str, timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
     for entry in timeline:
         grouped: dict[tuple[str, str, datetime], list[str]] = {}
         claimed: dict[tuple[str, str, datetime], str] = {}
+        escalated: dict[tuple[str, str, datetime], datetime] = {}
         for awaited in entry.awaiting:
             if awaited.action != Action.WITHDRAW.value:
                 group = (awaited.unit, awaited.role.value, awaited.since)
                 grouped.setdefault(group, []).append(awaited.action.value)
                 if awaited.claimed_by:
                     claimed[group] = awaited.claimed_by
+                if awaited.escalated_at:
+                    escalated[group] = awaited.escalated_at
         current = {("/".join(actions), *key): key for key, actions in grouped.items()}
         for key in [k for k in open_rows if k not in current]:
             row = open_rows.pop(key)
@@ -84,6 +87,7 @@ def task_rows(code: str, timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
         for key, group in current.items():
             if key in open_rows:
                 open_rows[key]["claimed_by"] = claimed.get(group)
+                open_rows[key]["escalated_at"] = escalated.get(group)
             else:
                 action, unit, role, since = key
                 open_rows[key] = {
@@ -94,6 +98,7 @@ def task_rows(code: str, timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
                     "since": since,
                     "due_at": entry.due_at,
                     "claimed_by": claimed.get(group),
+                    "escalated_at": escalated.get(group),
                     "done_at": None,
                     "done_by": None,
                 }

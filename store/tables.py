@@ -145,6 +145,8 @@ tasks = Table(
     Column("since", UTCDateTime(), nullable=False),
     Column("due_at", UTCDateTime()),
     Column("claimed_by", String(64)),
+    # When the task, waiting past its unit's threshold, went to the unit's leader.
+    Column("escalated_at", UTCDateTime()),
     Column("done_at", UTCDateTime()),
     Column("done_by", String(64)),
     UniqueConstraint("dossier_code", "action", "unit", "role", "since", name="uq_tasks_step"),
@@ -322,4 +324,26 @@ console_events = Table(
     Column("detail", Text, nullable=False, server_default=""),
     Index("ix_console_events_user", "username", "at"),
     Index("ix_console_events_ip", "client_ip", "at"),
+)
+
+# A leader opened the unit's certification lane to a neighbour's certifiers for a period (a
+# surge): one row per neighbour. Closing sets closed_at; rows are never deleted, so the table
+# is the record of who opened and closed each sharing (the steps taken under it are in the
+# dossiers' timelines and audit chains).
+certification_sharing = Table(
+    "certification_sharing",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("unit", String(64), nullable=False),
+    Column("neighbour", String(64), nullable=False),
+    Column("opened_by", String(64), nullable=False),
+    Column("opened_at", UTCDateTime(), nullable=False),
+    Column("until", UTCDateTime(), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("recorded_by", String(120), nullable=False),
+    Column("closed_at", UTCDateTime()),
+    Column("closed_by", String(64)),
+    Column("close_reason", Text),
+    Index("ix_certification_sharing_neighbour", "neighbour", "unit"),
+    Index("ix_certification_sharing_unit", "unit"),
 )

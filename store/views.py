@@ -23,9 +23,10 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.codes import is_dossier_code
+from schemas.actions import SharingGrant
 from schemas.dossier import DossierView, TimelineEntry
-from schemas.statuses import DossierStatus, Outcome, Stage
-from store.tables import dossier_snapshots, dossiers, tasks
+from schemas.statuses import DossierStatus, Outcome, Role, Stage
+from store.tables import certification_sharing, dossier_snapshots, dossiers, tasks
 
 
 class Record(BaseModel):
@@ -82,6 +83,9 @@ class TaskRecord(Record):
     since: AwareDatetime
     due_at: AwareDatetime | None
     claimed_by: str | None
+    escalated_at: AwareDatetime | None = Field(
+        default=None, description="When it went to the unit's leader, waiting past the threshold"
+    )
 
 
 class PastDueTask(Record):
@@ -226,21 +230,117 @@ async def dossier_page(
 
 # --- officers' tasks ----------------------------------------------------------------------------
 async def inbox(
-    conn: AsyncConnection, *, unit: str, role: str | None = None, limit: int = 100
+    conn: AsyncConnection,
+    *,
+    unit: str,
+    role: str | None = None,
+    limit: int = 100,
+    shared_from: Sequence[str] = (),
+    escalated: bool | None = None,
 ) -> list[TaskRecord]:
-    """A unit's open tasks, earliest due first; tasks without a due time come last."""
+    """A unit's open tasks, earliest due first; tasks without a due time come last. With
+    `shared_from` (the units whose certification lane is shared with `unit` now), their
+    certifiers' tasks too."""
     check_limit(limit)
+    mine = tasks.c.unit == unit
+    if shared_from:
+        mine = or_(mine, and_(tasks.c.unit.in_(shared_from), tasks.c.role == Role.CERTIFIER.value))
     statement = (
         select(*columns(TaskRecord, tasks))
-        .where(tasks.c.done_at.is_(None), tasks.c.unit == unit)
+        .where(tasks.c.done_at.is_(None), mine)
         # NULLS LAST spelled out: SQLite would put them first, PostgreSQL last.
         .order_by(tasks.c.due_at.asc().nulls_last(), tasks.c.since, tasks.c.id)
         .limit(limit)
     )
     if role is not None:
         statement = statement.where(tasks.c.role == role)
+    if escalated is not None:
+        statement = statement.where(
+            tasks.c.escalated_at.is_not(None) if escalated else tasks.c.escalated_at.is_(None)
+        )
     rows = (await conn.execute(statement)).mappings().all()
     return [record_of(TaskRecord, row) for row in rows]
+
+
+# --- surge sharing of certification -------------------------------------------------------------
+class SharingRecord(Record):
+    """A row of `certification_sharing`: one unit's certification lane opened to one
+    neighbour's certifiers."""
+
+    id: int
+    unit: str
+    neighbour: str
+    opened_by: str
+    opened_at: AwareDatetime
+    until: AwareDatetime
+    reason: str
+    recorded_by: str
+    closed_at: AwareDatetime | None
+    closed_by: str | None
+    close_reason: str | None
+
+    def grant(self) -> SharingGrant:
+        """What a step taken under it carries to the lane (closing early ends it too)."""
+        until = self.until if self.closed_at is None else min(self.until, self.closed_at)
+        return SharingGrant(
+            grant_id=self.id,
+            unit=self.unit,
+            neighbour=self.neighbour,
+            opened_by=self.opened_by,
+            opened_at=self.opened_at,
+            until=until,
+        )
+
+
+def _open_at(at: datetime) -> Any:
+    c = certification_sharing.c
+    return and_(c.closed_at.is_(None), c.opened_at <= aware(at), c.until > aware(at))
+
+
+async def sharing_grant(
+    conn: AsyncConnection, *, unit: str, neighbour: str, at: datetime
+) -> SharingRecord | None:
+    """The sharing of `unit`'s certification with `neighbour` open at `at`, the latest opened."""
+    c = certification_sharing.c
+    row = (
+        (
+            await conn.execute(
+                select(*columns(SharingRecord, certification_sharing))
+                .where(c.neighbour == neighbour, c.unit == unit, _open_at(at))
+                .order_by(c.opened_at.desc(), c.id.desc())
+                .limit(1)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return None if row is None else record_of(SharingRecord, row)
+
+
+async def units_sharing_with(conn: AsyncConnection, *, neighbour: str, at: datetime) -> list[str]:
+    """The units whose certification lane is open to `neighbour`'s certifiers at `at`."""
+    c = certification_sharing.c
+    rows = await conn.execute(
+        select(c.unit).where(c.neighbour == neighbour, _open_at(at)).distinct().order_by(c.unit)
+    )
+    return [str(row.unit) for row in rows]
+
+
+async def sharings(
+    conn: AsyncConnection, *, unit: str, at: datetime | None = None
+) -> list[SharingRecord]:
+    """A unit's sharings, given (unit) and received (neighbour), newest first; with `at`, only
+    those open then."""
+    c = certification_sharing.c
+    statement = (
+        select(*columns(SharingRecord, certification_sharing))
+        .where(or_(c.unit == unit, c.neighbour == unit))
+        .order_by(c.opened_at.desc(), c.id.desc())
+    )
+    if at is not None:
+        statement = statement.where(_open_at(at))
+    rows = (await conn.execute(statement)).mappings().all()
+    return [record_of(SharingRecord, row) for row in rows]
 
 
 async def past_due_tasks(

@@ -87,5 +87,11 @@ async def test_the_demo_closes_its_30_dossiers_and_shows_what_the_law_asks(
     assert "already returned for a supplement; Decree 61/2018 art. 19(4) allows it once" in out
     assert "NOT refused" not in out
     assert "paper signature: " in out
+    # Who holds a task: a claim that reserves, the leader's reassignment and delegation, and
+    # a neighbour's certifier under a surge sharing.
+    assert "claim: " in out and "is held by hoan-kiem.specialist.1 since" in out
+    assert "released, then reassigned by hoan-kiem.leader.1 to hoan-kiem.specialist.1" in out
+    assert "delegation: " in out and "delegated by hoan-kiem.leader.1 to hoan-kiem.leader.2" in out
+    assert "surge sharing: " in out and "certified for cua-nam by hoan-kiem.certifier.1" in out
     assert "audit: 30 dossiers and " in out and "read model: 30 of 30" in out
     stack.started.extend(line.split()[0] for line in out.splitlines() if line[:3].isdigit())

@@ -50,7 +50,7 @@ class CertificationWorkflow(LaneWorkflow):
             DossierStatus.IN_PROCESSING,
             TimelineStep.CERTIFIED,
             certification.officer.officer_id,
-            book_entry,
+            f"{book_entry}{self._on_behalf(certification.acting_for)}",
         )
         copy = await self._issue_signed(
             ResultKind.CERTIFIED_COPY,
@@ -67,4 +67,4 @@ class CertificationWorkflow(LaneWorkflow):
 
     @certify.validator
     def _validate_certify(self, step: Certification) -> None:
-        self._check(Action.CERTIFY, step.officer)
+        self._check(Action.CERTIFY, step.officer, step.acting_for)

@@ -8,7 +8,7 @@ appointment can only move (supplement, apology) while the unit holds the dossier
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -17,27 +17,49 @@ from schemas.actions import (
     Acknowledgement,
     Action,
     Claim,
+    Delegation,
+    Reassignment,
     Refusal,
+    Release,
+    SharingGrant,
     Step,
     WetSignature,
     Withdrawal,
 )
 from schemas.dossier import AwaitedAction, DossierFiling, Officer, TimelineEntry
-from schemas.exchanges import FeeRequest, IssuedDocument, ResultKind, WetInkSignature
+from schemas.exchanges import (
+    FeeRequest,
+    IssuedDocument,
+    ResultKind,
+    ShiftRequest,
+    WetInkSignature,
+)
 from schemas.lanes import LaneJob, LaneResult, ProgressEvent
 from schemas.lifecycle import PROGRESS_SIGNAL, TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
-from workflows import documents
+from workflows import documents, notices
 from workflows.clock import LegalClock
-from workflows.policies import REGISTRY_CALL, TRANSIENT, is_rejection, rejection_message
-from workflows.steps import HumanSteps
+from workflows.policies import (
+    LOCAL_CALL,
+    REGISTRY_CALL,
+    TRANSIENT,
+    is_rejection,
+    rejection_message,
+)
+from workflows.steps import HumanSteps, check_holder, shared_with
 
 with workflow.unsafe.imports_passed_through():
+    from activities import clock
     from activities.payment import PaymentActivities
-    from domain import lanes
+    from domain import escalation, lanes
+    from domain.calendar import HANOI
     from domain.catalogue import billable_pages, fee_vnd
 
 SYSTEM = "system"
+MIN_WAIT = timedelta(seconds=1)
+# A task waiting past its unit's threshold goes up to the unit's leader (a durable timer per
+# awaited step); dossiers begun before it keep their old command sequence.
+TASK_ESCALATION = "task-escalation"
 
 
 class LaneWorkflow(HumanSteps):
@@ -139,7 +161,7 @@ class LaneWorkflow(HumanSteps):
 
     @record_wet_signature.validator
     def _validate_record_wet_signature(self, step: WetSignature) -> None:
-        self._check(Action.RECORD_WET_SIGNATURE, step.officer)
+        self._check(Action.RECORD_WET_SIGNATURE, step.officer, step.acting_for)
         if step.signed_at > workflow.now():
             raise ValueError("signed_at: must not be in the future")
 
@@ -231,9 +253,11 @@ class LaneWorkflow(HumanSteps):
         actor: str = SYSTEM,
         note: str = "",
         at: datetime | None = None,
+        escalate: bool = True,
     ) -> Action:
         """Report what the dossier now waits for, then wait for one of those steps or a
-        withdrawal. Returns the action taken."""
+        withdrawal, escalating the tasks to the unit's leader when they wait past the unit's
+        threshold (not a wait for the citizen: `escalate=False`). Returns the action taken."""
         now = workflow.now()
         self._awaiting = [
             AwaitedAction(action=action.value, role=role.value, unit=unit, since=now)
@@ -243,13 +267,67 @@ class LaneWorkflow(HumanSteps):
             self._awaiting.append(self._withdrawal_awaited(since=now))
         await self._report(status, step, actor, note, at)
         actions = [action for action, _, _ in expected]
-        await workflow.wait_condition(
-            lambda: self._withdrawal is not None or any(a in self._steps for a in actions)
-        )
+
+        def taken() -> bool:
+            return self._withdrawal is not None or any(a in self._steps for a in actions)
+
+        escalate_at = await self._escalation_due(now) if escalate else None
+        if escalate_at is None:
+            await workflow.wait_condition(taken)
+        else:
+            try:
+                await workflow.wait_condition(
+                    taken, timeout=max(escalate_at - workflow.now(), MIN_WAIT)
+                )
+            except TimeoutError:
+                await self._escalate(now)
+                await workflow.wait_condition(taken)
         self._awaiting = []
         if self._withdrawal is not None:
             return Action.WITHDRAW
         return next(a for a in actions if a in self._steps)
+
+    # --- escalation to the unit's leader -------------------------------------------------------
+    async def _escalation_due(self, since: datetime) -> datetime | None:
+        """When the tasks awaited since `since` go up to the leader: the unit's threshold in
+        working hours, counted on the legal calendar (a local activity, so the answer is in
+        the history)."""
+        if not workflow.patched(TASK_ESCALATION):
+            return None
+        hours = escalation.threshold_hours(self.filing.competent_unit)
+        due: datetime = await workflow.execute_local_activity(
+            clock.add_working_seconds,
+            ShiftRequest(start=since, working_seconds=hours * 3600),
+            start_to_close_timeout=LOCAL_CALL,
+        )
+        return due
+
+    async def _escalate(self, since: datetime) -> None:
+        """The tasks waited past the threshold: marked, in the timeline, and a notice to the
+        unit's leaders, who may reassign them or delegate their own."""
+        now = workflow.now()
+        waiting = [a for a in self._awaiting if a.action != Action.WITHDRAW.value]
+        for awaited in waiting:
+            awaited.escalated_at = now
+        hours = escalation.threshold_hours(self.filing.competent_unit)
+        tasks = ", ".join(
+            f"{a.action} by {a.role} at {a.unit}"
+            + (f" (held by {a.claimed_by})" if a.claimed_by else "")
+            for a in waiting
+        )
+        text = (
+            f"{tasks} of dossier {self.filing.code} waiting since "
+            f"{since.astimezone(HANOI):%d/%m/%Y %H:%M}, over {hours} working hours: to the "
+            f"unit's leader, who may reassign or delegate it"
+        )
+        await self._report(self._status, TimelineStep.ESCALATED, SYSTEM, text)
+        for code in sorted({a.unit for a in waiting}):
+            unit = (
+                self.filing.receiving_unit
+                if code == self.filing.receiving_unit.code
+                else self.filing.competent_unit
+            )
+            await notices.send(notices.to_unit(self.filing, unit, "task_escalated", text))
 
     def _awaited(self, action: Action) -> AwaitedAction:
         if action is Action.WITHDRAW:
@@ -286,37 +364,157 @@ class LaneWorkflow(HumanSteps):
 
     @refuse.validator
     def _validate_refuse(self, step: Refusal) -> None:
-        self._check(Action.REFUSE, step.officer)
+        self._check(Action.REFUSE, step.officer, step.acting_for)
+
+    # --- who holds a task: claim, release, reassign, delegate --------------------------------
+    def _tasks_of(self, officer: Officer, grant: SharingGrant | None) -> list[AwaitedAction]:
+        """The officer tasks awaited now that this officer may take: their role's (or the ones
+        delegated to them) at their unit (or a unit sharing its certification with theirs)."""
+        return [
+            a
+            for a in self._awaiting
+            if a.action != Action.WITHDRAW.value
+            and (a.role == officer.role or a.delegated_to == officer.officer_id)
+            and (a.unit == officer.unit or shared_with(a, officer, grant))
+        ]
+
+    def _group(self, task: Action) -> list[AwaitedAction]:
+        """The task and the alternatives awaited with it from the same role (approve or
+        refuse): held, given and moved together."""
+        awaited = self._awaited(task)
+        return [
+            a
+            for a in self._awaiting
+            if a.action != Action.WITHDRAW.value
+            and (a.role, a.unit, a.since) == (awaited.role, awaited.unit, awaited.since)
+        ]
+
+    @staticmethod
+    def _on_behalf(grant: SharingGrant | None) -> str:
+        if grant is None:
+            return ""
+        return (
+            f" for {grant.unit} under its certification sharing #{grant.grant_id} "
+            f"opened by {grant.opened_by}"
+        )
 
     @workflow.update
     async def claim(self, step: Claim) -> Acknowledgement:
         officer = step.officer
-        for awaited in self._awaiting:
-            if awaited.role == officer.role and awaited.unit == officer.unit:
-                awaited.claimed_by = officer.officer_id
+        now = workflow.now()
+        mine = self._tasks_of(officer, step.acting_for)
+        for awaited in mine:
+            awaited.claimed_by = officer.officer_id
+            awaited.claimed_at = now
+        actions = "/".join(a.action for a in mine)
         await self._report(
             self._status,
             TimelineStep.CLAIMED,
             officer.officer_id,
-            f"{officer.role} at {officer.unit}",
+            f"{actions}: {officer.role} at {officer.unit}{self._on_behalf(step.acting_for)}",
         )
         return self._acknowledge(Action.CLAIM)
 
     @claim.validator
     def _validate_claim(self, step: Claim) -> None:
         officer = step.officer
-        mine = [
-            a
-            for a in self._awaiting
-            if a.action != Action.WITHDRAW.value
-            and a.role == officer.role
-            and a.unit == officer.unit
-        ]
+        mine = self._tasks_of(officer, step.acting_for)
         if not mine:
             raise ValueError(
                 f"claim: dossier {self.filing.code} awaits nothing from {officer.role} "
                 f"at {officer.unit}"
             )
-        taken = next((a.claimed_by for a in mine if a.claimed_by), None)
-        if taken is not None and taken != officer.officer_id:
-            raise ValueError(f"claim: the task is already claimed by {taken}")
+        for awaited in mine:
+            check_holder(self.filing.code, "claim", awaited, officer)
+
+    @workflow.update
+    async def release(self, step: Release) -> Acknowledgement:
+        officer = step.officer
+        held = [a for a in self._awaiting if a.claimed_by == officer.officer_id]
+        for awaited in held:
+            # A deputy who gives a delegated task back gives it back to the leader.
+            awaited.claimed_by = None
+            awaited.claimed_at = None
+            awaited.delegated_to = None
+        actions = "/".join(a.action for a in held)
+        await self._report(
+            self._status,
+            TimelineStep.RELEASED,
+            officer.officer_id,
+            f"{actions}: {step.reason.value}. {step.note}".strip(),
+        )
+        return self._acknowledge(Action.RELEASE)
+
+    @release.validator
+    def _validate_release(self, step: Release) -> None:
+        officer = step.officer
+        if not any(a.claimed_by == officer.officer_id for a in self._awaiting):
+            raise ValueError(
+                f"release: officer {officer.officer_id} holds no task of dossier {self.filing.code}"
+            )
+
+    def _check_leader(self, what: str, step: Reassignment | Delegation) -> list[AwaitedAction]:
+        """Only the leader of the task's unit moves a task."""
+        officer = step.officer
+        if step.task is Action.WITHDRAW:
+            raise ValueError(f"task: {what} moves an officer's task; withdrawal is the citizen's")
+        group = self._group(step.task)
+        unit = group[0].unit
+        if officer.role != Role.LEADER.value or officer.unit != unit:
+            raise ValueError(
+                f"{what}: only the leader of {unit} may {what} task {step.task.value}; officer "
+                f"{officer.officer_id} acts as {officer.role} at {officer.unit}"
+            )
+        if all(a.claimed_by == step.to for a in group):
+            raise ValueError(f"to: task {step.task.value} is already held by {step.to}")
+        return group
+
+    @workflow.update
+    async def reassign(self, step: Reassignment) -> Acknowledgement:
+        group = self._group(step.task)
+        before = group[0].claimed_by
+        now = workflow.now()
+        for awaited in group:
+            awaited.claimed_by = step.to
+            awaited.claimed_at = now
+            awaited.delegated_to = None
+        await self._report(
+            self._status,
+            TimelineStep.REASSIGNED,
+            step.officer.officer_id,
+            f"{'/'.join(a.action for a in group)} to {step.to} (held by "
+            f"{before or 'nobody'}): {step.reason.value}. {step.note}".strip(),
+        )
+        return self._acknowledge(Action.REASSIGN)
+
+    @reassign.validator
+    def _validate_reassign(self, step: Reassignment) -> None:
+        self._check_leader("reassign", step)
+
+    @workflow.update
+    async def delegate(self, step: Delegation) -> Acknowledgement:
+        group = self._group(step.task)
+        now = workflow.now()
+        for awaited in group:
+            awaited.delegated_to = step.to
+            awaited.claimed_by = step.to
+            awaited.claimed_at = now
+        await self._report(
+            self._status,
+            TimelineStep.DELEGATED,
+            step.officer.officer_id,
+            f"{'/'.join(a.action for a in group)} to {step.to}, in the leader's place: "
+            f"{step.reason.value}. {step.note}".strip(),
+        )
+        return self._acknowledge(Action.DELEGATE)
+
+    @delegate.validator
+    def _validate_delegate(self, step: Delegation) -> None:
+        group = self._check_leader("delegate", step)
+        if group[0].role != Role.LEADER.value:
+            raise ValueError(
+                f"task: delegate hands on a task awaiting the leader; {step.task.value} awaits "
+                f"{group[0].role} (the leader reassigns it instead)"
+            )
+        if step.to == step.officer.officer_id:
+            raise ValueError("to: a leader delegates to another officer of the unit")

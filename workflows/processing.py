@@ -175,6 +175,8 @@ class ProcessingWorkflow(LaneWorkflow):
             actor=request.officer.officer_id,
             note=f"missing: {', '.join(request.missing)}. {request.note}".strip(),
             at=stopped_at,
+            # The wait is the citizen's, not an officer's.
+            escalate=False,
         )
         if action is Action.WITHDRAW:
             return None

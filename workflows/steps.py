@@ -12,9 +12,40 @@ from datetime import datetime
 
 from temporalio import workflow
 
-from schemas.actions import Acknowledgement, Action, Withdrawal
+from schemas.actions import Acknowledgement, Action, SharingGrant, Withdrawal
 from schemas.dossier import AwaitedAction, DossierFiling, Officer
 from schemas.statuses import DossierStatus, Role
+
+with workflow.unsafe.imports_passed_through():
+    from domain.calendar import HANOI
+
+
+def shared_with(awaited: AwaitedAction, officer: Officer, grant: SharingGrant | None) -> bool:
+    """A neighbour's certifier may take a certification task of a unit that opened its lane
+    to the neighbour, while the grant the step carries is open."""
+    return (
+        grant is not None
+        and awaited.role == Role.CERTIFIER.value
+        and officer.role == Role.CERTIFIER.value
+        and grant.covers(awaited.unit, officer.unit, workflow.now())
+    )
+
+
+def check_holder(code: str, what: str, awaited: AwaitedAction, officer: Officer) -> None:
+    """A claimed task is reserved: only its holder takes it, until they release it or the
+    unit's leader reassigns it."""
+    holder = awaited.claimed_by
+    if holder is None or holder == officer.officer_id:
+        return
+    since = (
+        f" since {awaited.claimed_at.astimezone(HANOI):%d/%m/%Y %H:%M}"
+        if awaited.claimed_at
+        else ""
+    )
+    raise ValueError(
+        f"{what}: task {awaited.action} of dossier {code} is held by {holder}{since}; it is "
+        f"freed when {holder} releases it or the leader of {awaited.unit} reassigns it"
+    )
 
 
 class HumanSteps:
@@ -29,20 +60,32 @@ class HumanSteps:
         not possible now."""
         raise NotImplementedError
 
-    def _check(self, action: Action, officer: Officer) -> None:
-        """Every validator's rule: the step is awaited now, from the officer's role, at the
-        officer's unit."""
+    def _check(
+        self, action: Action, officer: Officer, grant: SharingGrant | None = None
+    ) -> AwaitedAction:
+        """Every validator's rule: the step is awaited now, from the officer's role (or the
+        deputy the leader delegated it to), at the officer's unit (or a neighbour's certifier
+        under an open sharing grant the step carries), and nobody else holds the task."""
         awaited = self._awaited(action)
-        if officer.role != awaited.role:
+        deputy = awaited.delegated_to is not None and awaited.delegated_to == officer.officer_id
+        if officer.role != awaited.role and not deputy:
             raise ValueError(
                 f"{action.value} needs role {awaited.role}; officer {officer.officer_id} "
                 f"acts as {officer.role}"
             )
-        if officer.unit != awaited.unit:
+        if officer.unit != awaited.unit and not shared_with(awaited, officer, grant):
+            hint = (
+                f" and no open sharing of {awaited.unit}'s certification with {officer.unit}"
+                if awaited.role == Role.CERTIFIER.value
+                else ""
+            )
             raise ValueError(
                 f"{action.value} is taken at unit {awaited.unit}; officer {officer.officer_id} "
-                f"belongs to {officer.unit}"
+                f"belongs to {officer.unit}{hint}"
             )
+        if action is not Action.WITHDRAW:
+            check_holder(self.filing.code, action.value, awaited, officer)
+        return awaited
 
     def _acknowledge(self, action: Action) -> Acknowledgement:
         return Acknowledgement(action=action, accepted_at=workflow.now(), status=self._status)

@@ -21,9 +21,12 @@ from schemas.actions import (
     Approval,
     Certification,
     Claim,
+    Delegation,
     HandOver,
     InPersonIdentityCheck,
+    Reassignment,
     Refusal,
+    Release,
     Step,
     Supplement,
     SupplementRequest,
@@ -45,6 +48,9 @@ BODIES: dict[Action, type[Step]] = {
     Action.WITHDRAW: Withdrawal,
     Action.HAND_OVER: HandOver,
     Action.CLAIM: Claim,
+    Action.RELEASE: Release,
+    Action.REASSIGN: Reassignment,
+    Action.DELEGATE: Delegation,
     Action.RECORD_WET_SIGNATURE: WetSignature,
     Action.CHECK_IDENTITY_IN_PERSON: InPersonIdentityCheck,
 }
@@ -58,9 +64,12 @@ async def take_step(
     require_role(key, step.officer.role, "officer.role")
     require_unit(key, step.officer.unit, "officer.unit")
     place = await ask(dossiers.whereabouts(ctx.temporal, ctx.settings.database_url, code))
-    if not covers(key, (place.receiving_unit, place.competent_unit)):
-        raise not_found(code)
     database_url = ctx.settings.database_url
+    if not covers(key, (place.receiving_unit, place.competent_unit)):
+        # A neighbour's certifier sees a dossier only while its unit shares certification.
+        grant = await dossiers.sharing_grant(database_url, place.competent_unit, step.officer)
+        if grant is None:
+            raise not_found(code)
     return await dossiers.act(ctx.temporal, database_url, code, action, step, place)
 
 

@@ -18,6 +18,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from schemas.actions import Action
 from simulators.seed import sample_citizens
 from tests.api.conftest import BIRTH, HOAN_KIEM, ApiServer
 
@@ -103,4 +104,5 @@ async def test_no_input_gets_a_5xx_and_every_answer_matches_the_document(api: Ap
         api.stack.started.extend(filed)  # fuzzed dossiers' histories are replayed too
     assert "POST /v1/dossiers negative" in fuzzed
     assert "GET /v1/dossiers/{code}/timeline positive" in fuzzed
-    assert len([f for f in fuzzed if "/actions/" in f]) == 11
+    assert len([f for f in fuzzed if "/actions/" in f]) == len(Action)
+    assert "POST /v1/units/{unit}/certification-sharing positive" in fuzzed

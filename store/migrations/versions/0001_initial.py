@@ -139,9 +139,10 @@ _TABLES: dict[str, Callable[[], list[SchemaItem]]] = {
     "audit_events": _audit_events,
 }
 
-# Columns later revisions add to these tables (0006: dossiers.intake_channel): a table made by
-# create_all from today's tables.py has them already, and those revisions keep them.
-_ADDED_LATER: dict[str, set[str]] = {"dossiers": {"intake_channel"}}
+# Columns later revisions add to these tables (0006: dossiers.intake_channel; 0009:
+# tasks.escalated_at): a table made by create_all from today's tables.py has them already, and
+# those revisions keep them.
+_ADDED_LATER: dict[str, set[str]] = {"dossiers": {"intake_channel"}, "tasks": {"escalated_at"}}
 
 _OPEN_DOSSIER = "closed_at IS NULL"
 _OPEN_TASK = "done_at IS NULL"
