@@ -21,6 +21,7 @@ from schemas.actions import Action
 from schemas.dossier import DossierView, TimelineEntry
 from schemas.exchanges import ProjectionReceipt, ProjectionRecord
 from store import audit
+from store import outbox as outbox_store
 from store.db import run_write
 from store.tables import (
     audit_events,
@@ -141,6 +142,7 @@ def write_many(conn: Connection, records: list[ProjectionRecord]) -> list[Projec
     }
     events: list[audit.AuditEvent] = []
     new_events: list[audit.AuditEvent] = []
+    new_steps: list[tuple[ProjectionRecord, int, datetime]] = []
     for record in records:
         code = record.view.code
         event = existing.get((code, record.event_key))
@@ -160,11 +162,14 @@ def write_many(conn: Connection, records: list[ProjectionRecord]) -> list[Projec
             heads[code] = (event.seq, event.hash)
             existing[(code, record.event_key)] = event
             new_events.append(event)
+            new_steps.append((record, event.seq, event.at))
         events.append(event)
     # The primary key (dossier, seq) makes two concurrent writers collide instead of forking
     # a chain; the loser's transaction fails and its steps are written again.
     if new_events:
         conn.execute(audit_events.insert(), [e.model_dump() for e in new_events])
+        # What the steps send out, in the same transaction: a step recorded has its messages.
+        outbox_store.write_messages(conn, new_steps)
 
     latest = {r.view.code: (r, e) for r, e in zip(records, events, strict=True)}
     _replace_dossiers(
