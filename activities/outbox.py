@@ -111,20 +111,25 @@ class OutboxDrainer:
         self._portal_rate = TokenBucket(settings.registry_rate_limits["portal"])
         self._name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._gauges_at = 0.0
+        self._stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Drain until cancelled; a database that is away is waited for, not fatal."""
-        while True:
+        """Drain until `stop()`; a database that is away is waited for, not fatal. A pass
+        under way finishes first, so no claimed row waits out its lease."""
+        self._stopping.clear()
+        while not self._stopping.is_set():
             try:
                 sent = await self.drain_once()
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("outbox: drain pass failed; trying again")
                 sent = 0
             await self._report()
             if not sent:
-                await asyncio.sleep(self._idle_poll)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self._idle_poll)
+
+    def stop(self) -> None:
+        self._stopping.set()
 
     async def drain_once(self) -> int:
         """One pass: claim what is due, send it, record how each went. Returns how many

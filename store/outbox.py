@@ -280,6 +280,23 @@ async def backlog(conn: AsyncConnection) -> Backlog:
     return Backlog(pending=int(row[0]), oldest_created_at=oldest)
 
 
+async def pending_of(
+    conn: AsyncConnection, dossier_code: str, kinds: Sequence[MessageKind] = tuple(MessageKind)
+) -> int:
+    """The dossier's messages of these kinds not delivered, refused or given up yet."""
+    return int(
+        (
+            await conn.execute(
+                select(func.count()).where(
+                    outbox.c.dossier_code == dossier_code,
+                    outbox.c.state == MessageState.PENDING.value,
+                    outbox.c.kind.in_([k.value for k in kinds]),
+                )
+            )
+        ).scalar_one()
+    )
+
+
 async def undelivered(
     conn: AsyncConnection, now: datetime, failing_for: timedelta
 ) -> list[OutboxMessage]:
