@@ -346,13 +346,13 @@ class RedeliveryRange(BaseModel):
 
 async def redeliver(
     conn: AsyncConnection, subscription_id: str, scope: RedeliveryRange, now: datetime
-) -> int:
+) -> dict[str, int]:
     """Queue the subscription's events in `scope` again (delivered, refused or given up
-    alike); they go out in their original order. Returns how many."""
+    alike); they go out in their original order. Returns how many, per dossier."""
     c = outbox.c
     conditions = [
         c.subscription_id == subscription_id,
-        c.lease_until.is_(None) | (c.lease_until < now),
+        or_(c.lease_until.is_(None), c.lease_until < now),
     ]
     if scope.dossier_code is not None:
         conditions.append(c.dossier_code == scope.dossier_code)
@@ -364,18 +364,25 @@ async def redeliver(
         conditions.append(c.event_at >= scope.since)
     if scope.until is not None:
         conditions.append(c.event_at <= scope.until)
-    result = await conn.execute(
-        update(outbox)
-        .where(*conditions)
-        .values(
-            state=MessageState.PENDING.value,
-            attempts=0,
-            next_attempt_at=now,
-            delivered_at=None,
-            last_error=None,
+    counts: dict[str, int] = {
+        row.dossier_code: int(row[1])
+        for row in await conn.execute(
+            select(c.dossier_code, func.count()).where(*conditions).group_by(c.dossier_code)
         )
-    )
-    return int(result.rowcount or 0)
+    }
+    if counts:
+        await conn.execute(
+            update(outbox)
+            .where(*conditions)
+            .values(
+                state=MessageState.PENDING.value,
+                attempts=0,
+                next_attempt_at=now,
+                delivered_at=None,
+                last_error=None,
+            )
+        )
+    return counts
 
 
 def webhook_event(message: OutboxMessage) -> WebhookEvent:
