@@ -156,7 +156,8 @@ class OutboxDrainer:
             return {}
         w = webhook_subscriptions.c
         async with engine_for(self._settings.database_url).connect() as conn:
-            rows = await conn.execute(select(w.id, w.url, w.secret).where(w.id.in_(ids)))
+            # A subscription stopped since its events were written gets no more of them.
+            rows = await conn.execute(select(w.id, w.url, w.secret).where(w.id.in_(ids), w.active))
             return {row.id: (row.url, row.secret) for row in rows}
 
     async def _try(
@@ -200,7 +201,7 @@ class OutboxDrainer:
         if message.kind is store.MessageKind.WEBHOOK:
             target = targets.get(message.subscription_id or "")
             if target is None:
-                return Attempt(delivered=False, refused=True, error="subscription removed")
+                return Attempt(delivered=False, refused=True, error="subscription stopped")
             url, secret = target
             try:
                 response = await post_event(self._http, url, secret, store.webhook_event(message))

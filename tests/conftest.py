@@ -62,6 +62,7 @@ class EngineStack:
     # The outbox's drainer, as the notify lane's worker runs it; a test may stop it (a
     # drainer's restart) and start it again.
     drainer: OutboxDrainer | None = None
+    http: httpx.AsyncClient | None = None
     draining: asyncio.Task[None] | None = None
     started: list[str] = field(default_factory=list)
 
@@ -151,6 +152,7 @@ async def stack(data_dir: Path, simulators: SimulatorsProcess) -> AsyncIterator[
             metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
             start_at=start_at,
         )
+        engine.http = http
         engine.start_drainer(session_drainer(engine, http))
         try:
             yield engine
