@@ -83,7 +83,7 @@ async def city_tier_with_a_supplement(stack: EngineStack) -> str:
         stack,
         code,
         Action.HAND_OVER,
-        HandOver(officer=officer(Role.COUNTER_OFFICER, "chi-nhanh-2"), rating=4),
+        HandOver(officer=officer(Role.COUNTER_OFFICER, "chi-nhanh-2"), rating=3),
     )
     return code
 
