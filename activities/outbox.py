@@ -31,6 +31,7 @@ from activities.http import REGISTRY_REJECTED, idempotency_key
 from activities.notify import send_notification
 from activities.portal import send_sync
 from activities.webhooks import post_event, undelivered_reason
+from codec.payload import load_keys
 from config import Settings
 from schemas.exchanges import Notification, PortalSync
 from store import outbox as store
@@ -108,6 +109,7 @@ class OutboxDrainer:
         self._lease = lease
         self._backoff = backoff or Backoff()
         self._webhook_window = webhook_window
+        self._seal = store.Seal(load_keys(data_dir=settings.data_dir))
         self._portal_rate = TokenBucket(settings.registry_rate_limits["portal"])
         self._name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._gauges_at = 0.0
@@ -217,14 +219,13 @@ class OutboxDrainer:
         try:
             if message.kind is store.MessageKind.PORTAL_SYNC:
                 await self._portal_rate.take()
-                response = await send_sync(
-                    self._http, self._settings, PortalSync.model_validate_json(message.payload)
-                )
+                sync = PortalSync.model_validate_json(self._seal.open(message.payload))
+                response = await send_sync(self._http, self._settings, sync)
             else:
                 response = await send_notification(
                     self._http,
                     self._settings,
-                    Notification.model_validate_json(message.payload),
+                    Notification.model_validate_json(self._seal.open(message.payload)),
                     idempotency_key("notification", message.message_key),
                 )
         except ApplicationError as err:

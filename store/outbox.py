@@ -9,6 +9,7 @@ order of its steps; a claim is a lease, so two drainers never hold the same row.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from codec.payload import KeyRing
 from schemas.exchanges import ProjectionRecord, WebhookEvent
 from schemas.statuses import portal_code
 from store.tables import outbox, webhook_subscriptions
@@ -28,6 +30,36 @@ from store.tables import outbox, webhook_subscriptions
 PORTAL = "portal"
 NOTIFY = "notify"
 WEBHOOK_PREFIX = "webhook:"
+
+
+SEALED = "sealed:"
+
+
+class Seal:
+    """Portal syncs and notices carry personal data (the applicant's name, ID number, phone):
+    at rest they are encrypted with the payload keys, as they are in Temporal's histories.
+    Webhook events carry none, and stay readable for the deliveries' listing."""
+
+    def __init__(self, keys: KeyRing | None) -> None:
+        self._keys = keys
+
+    def close(self, text: str) -> str:
+        if self._keys is None:
+            return text
+        key_id, data = self._keys.encrypt(text.encode())
+        return f"{SEALED}{key_id.decode()}:{base64.b64encode(data).decode()}"
+
+    def open(self, stored: str) -> str:
+        if not stored.startswith(SEALED):
+            return stored
+        if self._keys is None:
+            raise ValueError("an encrypted outbox message, and no payload keys to open it")
+        key_id, _, data = stored.removeprefix(SEALED).partition(":")
+        return self._keys.decrypt(key_id, base64.b64decode(data)).decode()
+
+
+# Rows written without keys (tests of the read model alone) stay in clear.
+PLAIN = Seal(None)
 
 
 class MessageKind(StrEnum):
@@ -78,7 +110,9 @@ def _message(row: Any) -> OutboxMessage:
 
 # --- written with the step ------------------------------------------------------------------------
 def write_messages(
-    conn: Connection, steps: Sequence[tuple[ProjectionRecord, int, datetime]]
+    conn: Connection,
+    steps: Sequence[tuple[ProjectionRecord, int, datetime]],
+    seal: Seal = PLAIN,
 ) -> None:
     """The messages of newly recorded steps: (record, the step's seq in the dossier's audit
     chain, the step's time as the audit event holds it). Webhooks go to the subscriptions
@@ -120,7 +154,7 @@ def write_messages(
                     "message_key": f"{code}:{record.event_key}:portal",
                     "kind": MessageKind.PORTAL_SYNC.value,
                     "destination": PORTAL,
-                    "payload": sync.model_dump_json(),
+                    "payload": seal.close(sync.model_dump_json()),
                 }
             )
         for index, notification in enumerate(record.outbox.notifications):
@@ -130,7 +164,7 @@ def write_messages(
                     "message_key": f"{code}:{record.event_key}:notify:{index}",
                     "kind": MessageKind.NOTIFICATION.value,
                     "destination": NOTIFY,
-                    "payload": notification.model_dump_json(),
+                    "payload": seal.close(notification.model_dump_json()),
                 }
             )
         if record.outbox.webhooks:

@@ -45,6 +45,8 @@ async def test_a_portal_refusal_is_kept_with_its_reason_and_shown_as_undelivered
     assert sync.status_code == 400 and sync.last_error
     assert "national portal refused" in sync.last_error
     assert sync.sequence >= 1
+    # The applicant's data is not kept in clear.
+    assert sync.payload.startswith(outbox.SEALED) and "Không Khớp" not in sync.payload
 
     async with engine_for(stack.settings.database_url).connect() as conn:
         rows = await stuck.undelivered(conn, datetime.now(UTC), stuck.UNDELIVERED_AFTER)

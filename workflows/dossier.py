@@ -147,6 +147,9 @@ class DossierWorkflow(HumanSteps):
 
     @workflow.run
     async def run(self, filing: DossierFiling) -> DossierResult:
+        # Decided once, before the first command: the whole run takes one path for its
+        # portal syncs, notices and webhooks, and the marker's place never moves.
+        self._outbox()
         # Intake at the receiving unit (Decree 61/2018 arts. 17-18): completeness and
         # identity, then the receipt with its appointment.
         refusal = await self._intake()
@@ -662,8 +665,8 @@ class DossierWorkflow(HumanSteps):
             await notices.send(notification)
 
     def _outbox(self) -> bool:
-        """Whether this dossier's messages leave through the outbox (the SDK remembers the
-        answer for the run, so every step of one dossier takes the same path)."""
+        """Whether this dossier's messages leave through the outbox (asked first at the start
+        of the run; the SDK remembers the answer, so every step takes the same path)."""
         return workflow.patched(OUTBOX)
 
     async def _record_locked(
