@@ -55,6 +55,7 @@ from activities.books import BookActivities
 from activities.documents import DocumentActivities
 from activities.http import new_http_client
 from activities.notify import NotifyActivities
+from activities.outbox import OutboxDrainer
 from activities.payment import PaymentActivities
 from activities.portal import PortalActivities
 from activities.projection import ProjectionActivities
@@ -310,6 +311,47 @@ async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
         await asyncio.gather(*runs, return_exceptions=True)
 
 
+def outbox_drainer(
+    client: Client, config: Settings, queues: Sequence[str], http: httpx.AsyncClient
+) -> OutboxDrainer | None:
+    """The outbox's drainer runs where the notify lane is served: whoever scales notify
+    scales the delivery of portal syncs, notices and webhooks with it."""
+    if lanes.NOTIFY not in queues:
+        return None
+    return OutboxDrainer(config, http, runtime=client.service_client.config.runtime)
+
+
+@contextlib.asynccontextmanager
+async def draining(drainer: OutboxDrainer | None) -> AsyncIterator[None]:
+    """The drainer at work for the block; at its end it finishes the pass under way."""
+    if drainer is None:
+        yield
+        return
+    task = asyncio.create_task(drainer.run())
+    try:
+        yield
+    finally:
+        drainer.stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    client: Client,
+    config: Settings,
+    queues: Sequence[str],
+    http: httpx.AsyncClient,
+    *,
+    limits: WorkerLimits = DEFAULT_LIMITS,
+) -> AsyncIterator[None]:
+    """The workers of `queues` and, with the notify lane, the outbox's drainer."""
+    async with (
+        running(build_workers(client, config, queues, http, limits=limits)),
+        draining(outbox_drainer(client, config, queues, http)),
+    ):
+        yield
+
+
 async def serve_lanes(
     config: Settings,
     queues: Sequence[str],
@@ -331,7 +373,7 @@ async def serve_lanes(
     async with new_http_client(config.registry_urls.values()) as http:
         if lanes.ARCHIVE in queues:
             await schedule_archive(client, config)
-        async with running(build_workers(client, config, queues, http, limits=limits)):
+        async with serving(client, config, queues, http, limits=limits):
             address = client.service_client.config.target_host
             print(f"worker: serving {', '.join(queues)} on {address}", flush=True)
             await stop.wait()

@@ -43,6 +43,8 @@ DEFAULT_REGISTRY_RATE_LIMITS: dict[str, float] = {
     "civil_status": 20.0,
     "land": 10.0,
     "business": 20.0,
+    # The national portal's sync endpoint, which the outbox's drainer keeps to.
+    "portal": 20.0,
 }
 
 # The Web UI of `make run`: the only page allowed to call the codec server by default.
@@ -97,6 +99,9 @@ class Settings(BaseModel):
     audit_checkpoint_key: Path
     # The key that signs the web console's session cookies; None: one kept under data_dir.
     console_secret: str | None = Field(default=None, repr=False)
+    # Hosts a webhook may point at although they resolve to a loopback, private or link-local
+    # address (an integrator's receiver inside the city's network); none by default.
+    webhook_allowed_hosts: tuple[str, ...] = ()
 
     def url(self, service: str) -> str:
         return self.registry_urls[service]
@@ -248,6 +253,9 @@ def load_settings(data_dir: Path | None = None) -> Settings:
             os.environ.get("AUDIT_CHECKPOINT_KEY") or data_dir / "keys" / "audit-checkpoint.key"
         ),
         console_secret=os.environ.get("CONSOLE_SECRET") or None,
+        webhook_allowed_hosts=tuple(
+            h.lower() for h in _split(os.environ.get("WEBHOOK_ALLOWED_HOSTS", ""))
+        ),
     )
 
 

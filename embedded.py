@@ -30,10 +30,9 @@ import logs
 from activities.http import new_http_client
 from bootstrap import (
     apply_retention,
-    build_workers,
     connect,
-    running,
     schedule_archive,
+    serving,
     wait_pollers,
     warm_up,
 )
@@ -112,7 +111,7 @@ async def embedded(
                 await schedule_archive(client, config)
             async with (
                 new_http_client(config.registry_urls.values()) as http,
-                running(build_workers(client, config, queues, http)),
+                serving(client, config, queues, http),
             ):
                 yield Stack(client=client, settings=config)
     finally:

@@ -18,6 +18,19 @@ ORDER_POST = Endpoint(
 )
 
 
+async def send_notification(
+    http: httpx.AsyncClient, settings: Settings, notification: Notification, key: str
+) -> httpx.Response:
+    """One notice; `key` names it (the step that sent it), so a retry is not a second SMS."""
+    return await call(
+        http,
+        settings.url("notify"),
+        NOTIFY,
+        json=notification.model_dump(mode="json"),
+        idempotency_key=key,
+    )
+
+
 class NotifyActivities:
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         self._settings = settings
@@ -29,12 +42,11 @@ class NotifyActivities:
         # again later (a second supplement request) is another notice, a retry is not.
         info = activity.info()
         assert info.workflow_id is not None and info.workflow_run_id is not None
-        await call(
+        await send_notification(
             self._http,
-            self._settings.url("notify"),
-            NOTIFY,
-            json=notification.model_dump(mode="json"),
-            idempotency_key=idempotency_key(
+            self._settings,
+            notification,
+            idempotency_key(
                 "notification", info.workflow_id, info.workflow_run_id, info.activity_id
             ),
         )

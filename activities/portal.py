@@ -90,41 +90,51 @@ def portal_record(sync: PortalSync) -> dict[str, object]:
     }
 
 
+async def send_sync(
+    http: httpx.AsyncClient, settings: Settings, sync: PortalSync
+) -> httpx.Response:
+    """One sync to the portal; a refusal raises non-retryable, an outage retryable (as
+    activities/http.py says)."""
+    body: dict[str, object] = {
+        "MaHoSo": sync.dossier_code,
+        "MaTTHC": sync.procedure_code,
+        "TrangThaiHoSo": sync.status_code,
+        "KenhThucHien": sync.intake_channel,
+        "NgayTiepNhan": portal_time(sync.received_at),
+        "NgayHenTra": portal_time(sync.due_at or sync.received_at),
+        "DonViXuLy": sync.processing_unit,
+        "NoiDungXuLy": sync.step,
+        "NguoiXuLy": sync.actor,
+        "ThoiDiemXuLy": portal_time(sync.at),
+    }
+    if sync.returned_at is not None:
+        body["NgayTra"] = portal_time(sync.returned_at)
+    if sync.agency_code:
+        body.update(portal_record(sync))
+    return await call(
+        http,
+        settings.url("portal"),
+        SYNC,
+        json=body,
+        # One receipt per step of the dossier: its status, what was done and when (a
+        # status reached twice, in processing again after the fees, is two steps).
+        idempotency_key=idempotency_key(
+            "portal",
+            sync.dossier_code,
+            str(sync.status_code),
+            sync.step,
+            sync.at.isoformat(),
+        ),
+    )
+
+
 class PortalActivities:
+    """The sync as an activity: dossiers opened before the outbox still schedule it."""
+
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         self._settings = settings
         self._http = http
 
     @activity.defn(name="sync_portal")
     async def sync_portal(self, sync: PortalSync) -> None:
-        body: dict[str, object] = {
-            "MaHoSo": sync.dossier_code,
-            "MaTTHC": sync.procedure_code,
-            "TrangThaiHoSo": sync.status_code,
-            "KenhThucHien": sync.intake_channel,
-            "NgayTiepNhan": portal_time(sync.received_at),
-            "NgayHenTra": portal_time(sync.due_at or sync.received_at),
-            "DonViXuLy": sync.processing_unit,
-            "NoiDungXuLy": sync.step,
-            "NguoiXuLy": sync.actor,
-            "ThoiDiemXuLy": portal_time(sync.at),
-        }
-        if sync.returned_at is not None:
-            body["NgayTra"] = portal_time(sync.returned_at)
-        if sync.agency_code:
-            body.update(portal_record(sync))
-        await call(
-            self._http,
-            self._settings.url("portal"),
-            SYNC,
-            json=body,
-            # One receipt per step of the dossier: its status, what was done and when (a
-            # status reached twice, in processing again after the fees, is two steps).
-            idempotency_key=idempotency_key(
-                "portal",
-                sync.dossier_code,
-                str(sync.status_code),
-                sync.step,
-                sync.at.isoformat(),
-            ),
-        )
+        await send_sync(self._http, self._settings, sync)

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from codec.payload import load_keys
 from config import Settings
 from schemas.exchanges import ProjectionReceipt, ProjectionRecord
-from store import projection
+from store import outbox, projection
 
 
 class ProjectionActivities:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        # The outbox's portal syncs and notices are kept encrypted, with the payload keys.
+        self._seal = outbox.Seal(load_keys(data_dir=settings.data_dir))
 
     @activity.defn(name="project")
     async def project(self, record: ProjectionRecord) -> ProjectionReceipt:
-        return await projection.group_commit(self._settings.database_url).write(record)
+        committer = projection.group_commit(self._settings.database_url, self._seal)
+        return await committer.write(record)

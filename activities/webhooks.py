@@ -1,9 +1,11 @@
 """Status changes pushed to the integrators' webhooks: at least once, signed, retried.
 
 Each delivery is a POST of the event as JSON with `X-Webhook-Event-Id` (receivers drop
-duplicates by it) and `X-Webhook-Signature: sha256=<hex>`, the HMAC-SHA256 of the exact body
-under the subscription's secret. Subscriptions that answered 2xx are recorded, so a retry
-only goes to those that did not.
+duplicates by it), `X-Webhook-Sequence` (the step's position in the dossier's log: a receiver
+sees them increase per dossier) and `X-Webhook-Signature: sha256=<hex>`, the HMAC-SHA256 of
+the exact body under the subscription's secret. The outbox's drainer sends them; the activity
+below is what dossiers opened before the outbox still schedule (subscriptions that answered
+2xx are recorded, so a retry only goes to those that did not).
 """
 
 from __future__ import annotations
@@ -34,6 +36,30 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+async def post_event(
+    http: httpx.AsyncClient, url: str, secret: str, event: WebhookEvent
+) -> httpx.Response:
+    """One POST of the event to one receiver; transport errors and timeouts propagate."""
+    body = event.model_dump_json().encode()
+    return await http.post(
+        url,
+        content=body,
+        headers={
+            "Content-Type": "application/json",
+            "X-Webhook-Event-Id": event.event_id,
+            "X-Webhook-Sequence": str(event.sequence),
+            "X-Webhook-Signature": signature(secret, body),
+        },
+        timeout=httpx.Timeout(ANSWER_SECONDS, connect=CONNECT_SECONDS),
+    )
+
+
+def undelivered_reason(url: str, err: httpx.TransportError) -> str:
+    if isinstance(err, httpx.TimeoutException):
+        return f"{url}: no answer within {ANSWER_SECONDS:g} s"
+    return f"{url}: {type(err).__name__}"
+
+
 class WebhookActivities:
     def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
         self._settings = settings
@@ -60,10 +86,9 @@ class WebhookActivities:
                     )
                 )
             }
-        body = event.model_dump_json().encode()
         pending = [s for s in subscriptions if s.id not in done]
         # All at once: one slow receiver must not use up the others' window.
-        outcomes = await asyncio.gather(*(self._deliver(s, event, body) for s in pending))
+        outcomes = await asyncio.gather(*(self._deliver(s, event) for s in pending))
         failures = [outcome for outcome in outcomes if outcome is not None]
         if failures:
             # Retried with backoff by Temporal; only the subscriptions still missing get it.
@@ -73,25 +98,12 @@ class WebhookActivities:
             )
         return len(pending)
 
-    async def _deliver(
-        self, subscription: Row[Any], event: WebhookEvent, body: bytes
-    ) -> str | None:
+    async def _deliver(self, subscription: Row[Any], event: WebhookEvent) -> str | None:
         """None once the receiver took the event (and that is recorded), else why not."""
         try:
-            response = await self._http.post(
-                subscription.url,
-                content=body,
-                headers={
-                    "Content-Type": "application/json",
-                    "X-Webhook-Event-Id": event.event_id,
-                    "X-Webhook-Signature": signature(subscription.secret, body),
-                },
-                timeout=httpx.Timeout(ANSWER_SECONDS, connect=CONNECT_SECONDS),
-            )
-        except httpx.TimeoutException:
-            return f"{subscription.url}: no answer within {ANSWER_SECONDS:g} s"
+            response = await post_event(self._http, subscription.url, subscription.secret, event)
         except httpx.TransportError as err:
-            return f"{subscription.url}: {type(err).__name__}"
+            return undelivered_reason(subscription.url, err)
         if not 200 <= response.status_code < 300:
             return f"{subscription.url}: {response.status_code}"
         async with writing(self._settings.database_url) as write:

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from temporalio.client import Client
 
@@ -30,13 +27,10 @@ from ops.cli import AsJson, console, errors, print_json, spinner
 from ops.temporal import HistorySource, run_history
 from schemas.exchanges import ProjectionReceipt
 from store import audit, auditlog
-from store.audit import AuditEvent, ChainBreak
+from store.audit import OPERATOR_KEY_PREFIX, AuditEvent, ChainBreak
 from store.db import engine_for
 from store.migrate import migrate
 from store.tables import audit_events
-
-OPERATOR_KEY_PREFIX = "operator:"
-APPEND_ATTEMPTS = 5
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -161,44 +155,6 @@ async def verify(
     return VerifyReport(
         dossiers=dossiers, events=events, checked_against_archive=from_archive, breaks=breaks
     )
-
-
-# --- operator events ----------------------------------------------------------------------------
-async def hold_audit_log(conn: AsyncConnection) -> None:
-    """Until the caller's transaction ends, no dossier's step is written, so an operator event
-    appended in it comes before every step its action sets going. SQLite's write transaction
-    holds the database from its start already; PostgreSQL locks the audit table against
-    inserts (reads go on), for the few milliseconds of one Temporal call."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("LOCK TABLE audit_events IN SHARE ROW EXCLUSIVE MODE"))
-
-
-async def append_operator_event(
-    conn: AsyncConnection, *, code: str, event_type: str, operator: str, payload: BaseModel
-) -> AuditEvent:
-    """One operator event in the dossier's chain, keyed `operator:<uuid>`. In a savepoint, tried
-    again when a step of the dossier took the same sequence number first (possible on
-    PostgreSQL without `hold_audit_log`)."""
-    key = f"{OPERATOR_KEY_PREFIX}{uuid.uuid4()}"
-    canonical = audit.canonical(payload)
-    at = datetime.now(UTC)
-    for attempt in range(1, APPEND_ATTEMPTS + 1):
-        try:
-            async with conn.begin_nested():
-                return await audit.append(
-                    conn,
-                    dossier_code=code,
-                    event_key=key,
-                    event_type=event_type,
-                    actor=operator,
-                    at=at,
-                    payload=canonical,
-                )
-        except IntegrityError:
-            if attempt == APPEND_ATTEMPTS:
-                raise
-            await asyncio.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
 
 
 # --- the command --------------------------------------------------------------------------------

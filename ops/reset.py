@@ -37,7 +37,6 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from bootstrap import connect
 from config import settings
-from ops.audit import append_operator_event, hold_audit_log
 from ops.cli import (
     DEFAULT_RATE,
     AsJson,
@@ -60,6 +59,7 @@ from ops.temporal import (
     snapshot,
     until_no_task_running,
 )
+from store.audit import append_operator_event, hold_audit_log
 from store.db import writing
 from store.migrate import migrate
 

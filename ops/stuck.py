@@ -15,7 +15,10 @@ A dossier (its Dossier workflow and, while the competent unit holds it, its lane
   passed, for a dossier still running;
 - a closed dossier is not archived a quarter of the namespace's retention after it closed:
   its record is at risk once Temporal deletes the history (the archiver is down, or its
-  schedule is gone).
+  schedule is gone);
+- a message of its outbox is undelivered: refused by the portal or the notify service (the
+  row keeps the reason), given up (a webhook receiver down for a day), or still failing
+  UNDELIVERED_AFTER after the step that wrote it.
 
 Running dossiers come from a visibility query on the search attributes (`DossierProcedure`,
 `ReceivingUnit`/`CompetentUnit`, `DossierLane`, `StartTime` for the age); each is then
@@ -57,7 +60,7 @@ from ops.temporal import (
     running_dossiers_query,
 )
 from schemas.statuses import Stage
-from store import archive, views
+from store import archive, outbox, views
 from store.db import engine_for
 from store.migrate import migrate
 
@@ -76,10 +79,14 @@ class StuckKind(StrEnum):
     WORKFLOW_TASK = "workflow_task"
     HUMAN_TASK = "human_task"
     UNARCHIVED = "unarchived"
+    UNDELIVERED = "undelivered"
 
 
 # A closed dossier must be in the archive well before the retention deletes its history.
 UNARCHIVED_AFTER_SHARE_OF_RETENTION = 4
+# A portal sync, notice or webhook still failing this long after its step: the drainer or its
+# destination needs a look.
+UNDELIVERED_AFTER = timedelta(minutes=15)
 
 
 class StuckRow(BaseModel):
@@ -367,6 +374,24 @@ async def unarchived(conn: AsyncConnection, now: datetime, after: timedelta) -> 
     ]
 
 
+async def undelivered(conn: AsyncConnection, now: datetime, after: timedelta) -> list[StuckRow]:
+    """Outbox messages refused, given up, or failing longer than `after`."""
+    return [
+        StuckRow(
+            code=message.dossier_code,
+            workflow_id=message.dossier_code,
+            kind=StuckKind.UNDELIVERED,
+            # The destination, short: a subscription by the start of its id.
+            activity=message.destination[: len(outbox.WEBHOOK_PREFIX) + 8],
+            attempts=message.attempts,
+            last_error=f"{message.state.value}, step {message.sequence}: "
+            f"{message.last_error or 'no answer yet'}",
+            since=message.created_at,
+        )
+        for message in await outbox.undelivered(conn, now, after)
+    ]
+
+
 async def find_stuck(
     client: Client,
     conn: AsyncConnection,
@@ -374,6 +399,7 @@ async def find_stuck(
     *,
     now: datetime | None = None,
     unarchived_after: timedelta | None = None,
+    undelivered_after: timedelta | None = UNDELIVERED_AFTER,
     concurrency: int = DESCRIBE_CONCURRENCY,
     progress: Progressed | None = None,
 ) -> list[StuckRow]:
@@ -385,6 +411,8 @@ async def find_stuck(
     rows += await past_due_tasks(conn, filters, now, codes)
     if unarchived_after is not None:
         rows += await unarchived(conn, now, unarchived_after)
+    if undelivered_after is not None:
+        rows += await undelivered(conn, now, undelivered_after)
     order = {kind: index for index, kind in enumerate(StuckKind)}
     return sorted(rows, key=lambda r: (r.code, r.workflow_id, order[r.kind], r.activity or ""))
 
@@ -465,7 +493,8 @@ def stuck_command(
     """List stuck dossiers, each with why.
 
     A failing activity (attempts, last error), a failing workflow task, or a human step past
-    due; dossier workflows and their lanes.
+    due; dossier workflows and their lanes; closed dossiers not archived; portal syncs,
+    notices and webhooks refused or failing (undelivered).
     """
     try:
         filters = Filters(unit=unit, procedure=procedure, lane=lane, older_than=_age(older_than))

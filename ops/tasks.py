@@ -22,7 +22,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bootstrap import connect
 from config import settings
 from domain.catalogue import default_catalogue
-from ops.audit import append_operator_event
 from ops.cli import AsJson, Operator, Reason, fail, print_json, show_rows
 from ops.errors import OperatorError, check_action
 from schemas.actions import (
@@ -43,6 +42,7 @@ from schemas.statuses import Role
 from services import dossiers, sharing
 from services.dossiers import ActionRefused, FilingError
 from store import views
+from store.audit import append_operator_event
 from store.db import engine_for, writing
 from store.migrate import migrate
 

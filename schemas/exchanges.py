@@ -250,13 +250,28 @@ class ShiftRequest(Exchange):
 
 
 # --- the read model and the audit log ----------------------------------------------------------
+class OutboxMessages(Exchange):
+    """What only informs the outside world, caused by one step: written into the outbox in
+    the step's own transaction, delivered after it by the outbox's drainer."""
+
+    portal_sync: PortalSync | None = None
+    notifications: tuple[Notification, ...] = ()
+    webhooks: bool = Field(
+        default=False,
+        description="A status change: one webhook per active subscription of the dossier's "
+        "receiving or competent unit, as they are when the step is written",
+    )
+
+
 class ProjectionRecord(Exchange):
-    """One timeline step to write: the audit event, the dossier's row and its inbox tasks."""
+    """One timeline step to write: the audit event, the dossier's row and its inbox tasks, and
+    the messages the step sends out."""
 
     event_key: str = Field(description="run id and timeline index: the same step, the same key")
     event_type: str
     view: DossierView
     timeline: list[TimelineEntry]
+    outbox: OutboxMessages = OutboxMessages()
 
 
 class ProjectionReceipt(Exchange):
@@ -276,9 +291,11 @@ class ProjectionReceipt(Exchange):
 
 
 class WebhookEvent(Exchange):
-    """A status change as integrators receive it; `event_id` is stable across redeliveries."""
+    """A status change as integrators receive it; `event_id` is stable across redeliveries and
+    `sequence` is the step's position in the dossier's log (increasing per dossier)."""
 
     event_id: str
+    sequence: int = Field(default=0, ge=0, description="0: sent before the outbox")
     dossier_code: str
     procedure_code: str
     status: DossierStatus

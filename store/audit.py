@@ -7,14 +7,17 @@ event breaks every hash after it. The database refuses UPDATE and DELETE on the 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auditlog import verify
@@ -223,3 +226,45 @@ def first_break(chain: Sequence[AuditEvent]) -> ChainBreak | None:
         seq=found.seq if found.seq is not None else 0,
         reason=found.reason,
     )
+
+
+OPERATOR_KEY_PREFIX = "operator:"
+APPEND_ATTEMPTS = 5
+
+
+# --- operator events ----------------------------------------------------------------------------
+async def hold_audit_log(conn: AsyncConnection) -> None:
+    """Until the caller's transaction ends, no dossier's step is written, so an operator event
+    appended in it comes before every step its action sets going. SQLite's write transaction
+    holds the database from its start already; PostgreSQL locks the audit table against
+    inserts (reads go on), for the few milliseconds of one Temporal call."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("LOCK TABLE audit_events IN SHARE ROW EXCLUSIVE MODE"))
+
+
+async def append_operator_event(
+    conn: AsyncConnection, *, code: str, event_type: str, operator: str, payload: BaseModel
+) -> AuditEvent:
+    """One operator event in the dossier's chain, keyed `operator:<uuid>`. In a savepoint, tried
+    again when a step of the dossier took the same sequence number first (possible on
+    PostgreSQL without `hold_audit_log`)."""
+    key = f"{OPERATOR_KEY_PREFIX}{uuid.uuid4()}"
+    content = canonical(payload)
+    at = datetime.now(UTC)
+    for attempt in range(1, APPEND_ATTEMPTS + 1):
+        try:
+            async with conn.begin_nested():
+                return await append(
+                    conn,
+                    dossier_code=code,
+                    event_key=key,
+                    event_type=event_type,
+                    actor=operator,
+                    at=at,
+                    payload=content,
+                )
+        except IntegrityError:
+            if attempt == APPEND_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")

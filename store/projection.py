@@ -21,6 +21,7 @@ from schemas.actions import Action
 from schemas.dossier import DossierView, TimelineEntry
 from schemas.exchanges import ProjectionReceipt, ProjectionRecord
 from store import audit
+from store import outbox as outbox_store
 from store.db import run_write
 from store.tables import (
     audit_events,
@@ -105,12 +106,18 @@ def task_rows(code: str, timeline: list[TimelineEntry]) -> list[dict[str, Any]]:
     return [*done, *open_rows.values()]
 
 
-async def write(conn: AsyncConnection, record: ProjectionRecord) -> ProjectionReceipt:
-    [receipt] = await conn.run_sync(write_many, [record])
+async def write(
+    conn: AsyncConnection, record: ProjectionRecord, seal: outbox_store.Seal = outbox_store.PLAIN
+) -> ProjectionReceipt:
+    [receipt] = await conn.run_sync(write_many, [record], seal)
     return receipt
 
 
-def write_many(conn: Connection, records: list[ProjectionRecord]) -> list[ProjectionReceipt]:
+def write_many(
+    conn: Connection,
+    records: list[ProjectionRecord],
+    seal: outbox_store.Seal = outbox_store.PLAIN,
+) -> list[ProjectionReceipt]:
     """Steps of many dossiers (in each dossier's order) in a handful of statements: the audit
     events chained on from each dossier's last one, then each dossier's row and tasks as its
     latest step says. An event's time is its timeline entry's (the workflow's clock).
@@ -146,6 +153,7 @@ def write_many(conn: Connection, records: list[ProjectionRecord]) -> list[Projec
     }
     events: list[audit.AuditEvent] = []
     new_events: list[audit.AuditEvent] = []
+    new_steps: list[tuple[ProjectionRecord, int, datetime]] = []
     for record in records:
         code = record.view.code
         event = existing.get((code, record.event_key))
@@ -165,11 +173,14 @@ def write_many(conn: Connection, records: list[ProjectionRecord]) -> list[Projec
             heads[code] = (event.seq, event.hash)
             existing[(code, record.event_key)] = event
             new_events.append(event)
+            new_steps.append((record, event.seq, event.at))
         events.append(event)
     # The primary key (dossier, seq) makes two concurrent writers collide instead of forking
     # a chain; the loser's transaction fails and its steps are written again.
     if new_events:
         conn.execute(audit_events.insert(), [e.model_dump() for e in new_events])
+        # What the steps send out, in the same transaction: a step recorded has its messages.
+        outbox_store.write_messages(conn, new_steps, seal)
 
     latest = {r.view.code: (r, e) for r, e in zip(records, events, strict=True)}
     _replace_dossiers(
@@ -280,8 +291,11 @@ class GroupCommit:
     one. Each step still gets its own receipt, and a batch that fails is written again step
     by step, so one bad step fails alone."""
 
-    def __init__(self, database_url: str, max_batch: int = 200) -> None:
+    def __init__(
+        self, database_url: str, max_batch: int = 200, seal: outbox_store.Seal = outbox_store.PLAIN
+    ) -> None:
         self._url = database_url
+        self._seal = seal
         self._max_batch = max_batch
         self._queue: list[tuple[ProjectionRecord, asyncio.Future[ProjectionReceipt]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -299,7 +313,9 @@ class GroupCommit:
             del self._queue[: self._max_batch]
             records = [record for record, _ in batch]
             try:
-                receipts = await run_write(self._url, partial(write_many, records=records))
+                receipts = await run_write(
+                    self._url, partial(write_many, records=records, seal=self._seal)
+                )
             except Exception:
                 for record, future in batch:
                     await self._write_alone(record, future)
@@ -312,7 +328,9 @@ class GroupCommit:
         self, record: ProjectionRecord, future: asyncio.Future[ProjectionReceipt]
     ) -> None:
         try:
-            [receipt] = await run_write(self._url, partial(write_many, records=[record]))
+            [receipt] = await run_write(
+                self._url, partial(write_many, records=[record], seal=self._seal)
+            )
         except Exception as err:
             if not future.done():
                 future.set_exception(err)
@@ -324,10 +342,10 @@ class GroupCommit:
 _group_commits: dict[tuple[str, asyncio.AbstractEventLoop], GroupCommit] = {}
 
 
-def group_commit(database_url: str) -> GroupCommit:
-    """This event loop's group commit for the database."""
+def group_commit(database_url: str, seal: outbox_store.Seal = outbox_store.PLAIN) -> GroupCommit:
+    """This event loop's group commit for the database (the first caller's seal)."""
     key = (database_url, asyncio.get_running_loop())
     committer = _group_commits.get(key)
     if committer is None:
-        committer = _group_commits[key] = GroupCommit(database_url)
+        committer = _group_commits[key] = GroupCommit(database_url, seal=seal)
     return committer

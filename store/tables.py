@@ -293,6 +293,38 @@ webhook_deliveries = Table(
     Column("status_code", Integer, nullable=False),
 )
 
+# What only informs the outside world (portal syncs, notifications, webhooks): one row per
+# message, written in the transaction of the step that causes it and delivered after it by
+# the drainer, in order per dossier and destination. `message_key` makes a retried step's
+# write a no-op; attempts, the last error and the next attempt survive a restart; the lease
+# keeps two drainers off one row.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_key", String(200), nullable=False, unique=True),
+    Column("dossier_code", String(40), nullable=False),
+    Column("sequence", Integer, nullable=False),  # the step's seq in the dossier's audit chain
+    Column("event_key", String(120), nullable=False),
+    Column("kind", String(16), nullable=False),  # portal_sync | notification | webhook
+    Column("destination", String(64), nullable=False),  # portal | notify | webhook:<id>
+    Column("subscription_id", String(36)),
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # pending | delivered | refused | failed
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("last_error", Text),
+    Column("status_code", Integer),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("event_at", UTCDateTime(), nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("delivered_at", UTCDateTime()),
+    Column("lease_until", UTCDateTime()),
+    Column("leased_by", String(64)),
+    Index("ix_outbox_due", "state", "next_attempt_at"),
+    Index("ix_outbox_queue", "dossier_code", "destination", "id"),
+    Index("ix_outbox_subscription", "subscription_id", "id"),
+)
+
 
 # --- the web console ----------------------------------------------------------------------------
 # The people who sign in to the console: city leaders, unit leaders, operators, auditors.

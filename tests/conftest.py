@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from temporalio.client import Client
 from temporalio.converter import DataConverter
@@ -29,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import TimeSkippingConfig, WorkflowEnvironment
 
 from activities.http import new_http_client
+from activities.outbox import Backoff, OutboxDrainer
 from bootstrap import build_workers, warm_up
 from codec import generate_key, project_converter
 from config import Settings, load_settings
@@ -57,7 +59,22 @@ class EngineStack:
     # The instant the tests' dossiers are received at (tests/instants.py); None without time
     # skipping, where they are received at the real present.
     start_at: datetime | None
+    # The outbox's drainer, as the notify lane's worker runs it; a test may stop it (a
+    # drainer's restart) and start it again.
+    drainer: OutboxDrainer | None = None
+    http: httpx.AsyncClient | None = None
+    draining: asyncio.Task[None] | None = None
     started: list[str] = field(default_factory=list)
+
+    async def stop_drainer(self) -> None:
+        if self.drainer is not None and self.draining is not None:
+            self.drainer.stop()
+            await self.draining
+        self.draining = None
+
+    def start_drainer(self, drainer: OutboxDrainer) -> None:
+        self.drainer = drainer
+        self.draining = asyncio.create_task(drainer.run())
 
     @property
     def time_skipping(self) -> bool:
@@ -108,6 +125,8 @@ async def stack(data_dir: Path, simulators: SimulatorsProcess) -> AsyncIterator[
             "registry_urls": dict(simulators.urls),
             "data_dir": data_dir,
             "database_url": database_url,
+            # The tests' webhook receivers listen on this machine.
+            "webhook_allowed_hosts": ("127.0.0.1", "localhost"),
         }
     )
     await prepare_database(database_url)
@@ -125,20 +144,36 @@ async def stack(data_dir: Path, simulators: SimulatorsProcess) -> AsyncIterator[
     async with new_http_client(config.registry_urls.values()) as http:
         workers = build_workers(client, config, lanes.ALL_QUEUES, http)
         runs = [asyncio.create_task(w.run()) for w in workers]
+        engine = EngineStack(
+            env=env,
+            client=client,
+            settings=config,
+            simulators=simulators,
+            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
+            start_at=start_at,
+        )
+        engine.http = http
+        engine.start_drainer(session_drainer(engine, http))
         try:
-            yield EngineStack(
-                env=env,
-                client=client,
-                settings=config,
-                simulators=simulators,
-                metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
-                start_at=start_at,
-            )
+            yield engine
         finally:
+            await engine.stop_drainer()
             await asyncio.gather(*(w.shutdown() for w in workers))
             await asyncio.gather(*runs, return_exceptions=True)
             await env.shutdown()
             await dispose_all()
+
+
+def session_drainer(stack: EngineStack, http: httpx.AsyncClient) -> OutboxDrainer:
+    """The drainer bootstrap.outbox_drainer builds, retrying every 2 s at most: a test's
+    receiver that comes back is served within seconds, not the production 5 minutes."""
+    return OutboxDrainer(
+        stack.settings,
+        http,
+        runtime=stack.client.service_client.config.runtime,
+        backoff=Backoff(longest=timedelta(seconds=2)),
+        idle_poll=0.2,
+    )
 
 
 REPLAY_LIMIT = 120  # seconds for the replay of one test's histories
@@ -189,7 +224,6 @@ def pytest_report_header() -> str:
 async def serving_api(stack: EngineStack) -> AsyncIterator[str]:
     """The HTTP API (and the console it mounts) on the session's stack: uvicorn in-process on
     a free port, until the block ends; yields its base URL."""
-    import httpx
     import uvicorn
 
     from api.app import create_app

@@ -24,6 +24,8 @@ from schemas.lanes import DossierResult
 from schemas.statuses import Role, Stage
 from services import dossiers
 from simulators.seed import sample_citizens
+from store import outbox
+from store.db import engine_for
 from tests.conftest import EngineStack
 from tests.instants import ARRIVAL, Arrival
 
@@ -134,7 +136,30 @@ async def result(stack: EngineStack, code: str, timeout: float = 60) -> DossierR
     handle: WorkflowHandle[object, DossierResult] = stack.client.get_workflow_handle(
         code, result_type=DossierResult
     )
-    return await asyncio.wait_for(handle.result(), timeout)
+    outcome = await asyncio.wait_for(handle.result(), timeout)
+    await sent_out(stack, code, timeout=timeout)
+    return outcome
+
+
+async def sent_out(
+    stack: EngineStack,
+    code: str,
+    kinds: tuple[outbox.MessageKind, ...] = (
+        outbox.MessageKind.PORTAL_SYNC,
+        outbox.MessageKind.NOTIFICATION,
+    ),
+    timeout: float = 60,
+) -> None:
+    """Until the dossier's messages of `kinds` have left the outbox (delivered or refused):
+    the portal and the notify service hear of a step shortly after it, not with it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with engine_for(stack.settings.database_url).connect() as conn:
+            if not await outbox.pending_of(conn, code, kinds):
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{code}: outbox messages still pending after {timeout:g} s")
+        await asyncio.sleep(0.1)
 
 
 async def timeline(stack: EngineStack, code: str) -> list[TimelineEntry]:

@@ -36,6 +36,7 @@ from tests.driver import (
     portal_statuses,
     procedure,
     result,
+    sent_out,
     submission,
     submit,
     timeline,
@@ -288,6 +289,7 @@ async def test_incomplete_dossier_gets_one_supplement_request_and_is_received_wh
     [asked] = [e for e in await timeline(stack, code) if e.step == "intake supplement requested"]
     assert asked.note == "form 02, missing: " + ", ".join(d.name for d in missing)
     assert "receipt and appointment slip" not in [e.step for e in await timeline(stack, code)]
+    await sent_out(stack, code)  # the step's sync and notice leave through the outbox
     assert portal_statuses(stack, code) == [5]
     # Online filing: the citizen hears of it by notice (sent just after the step is recorded).
     assert await notice_sent(stack, code, "intake_supplement")
@@ -326,6 +328,7 @@ async def test_incomplete_dossier_gets_one_supplement_request_and_is_received_wh
     assert received.received_at > waiting.received_at
     assert received.clock is not None
     assert received.clock.due_at == default_calendar().due_at(complete, procedure(BIRTH).deadline)
+    await sent_out(stack, code)
     assert portal_statuses(stack, code)[:3] == [5, 2, 4]
     await act(
         stack,

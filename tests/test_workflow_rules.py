@@ -161,7 +161,9 @@ async def send_by_post(order: PostOrder) -> PostReceipt:
 
 @activity.defn(name="project")
 async def project(record: ProjectionRecord) -> ProjectionReceipt:
-    """No webhook subscribers: the dossier starts no delivery."""
+    """No webhook subscribers: the dossier starts no delivery. The dossier's own notices come
+    with its steps, for the outbox."""
+    OUTSIDE.notices.extend(record.outbox.notifications)
     return ProjectionReceipt(
         event_key=record.event_key, seq=next(OUTSIDE.projected), payload_digest="0" * 64
     )

@@ -8,6 +8,7 @@ receiving unit; processing happens in a child workflow on the competent unit's l
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +41,8 @@ from schemas.exchanges import (
     IdentityCheck,
     IdentityResult,
     IssuedDocument,
+    Notification,
+    OutboxMessages,
     PortalDocument,
     PortalFee,
     PortalProgress,
@@ -103,6 +106,9 @@ SUPPLEMENT_ASKED = (TimelineStep.INTAKE_SUPPLEMENT_REQUESTED, TimelineStep.SUPPL
 SUPPLEMENT_GIVEN = (TimelineStep.INTAKE_SUPPLEMENT_RECEIVED, TimelineStep.SUPPLEMENT_RECEIVED)
 # Counter filings whose identity check may be done in person when the registry is down.
 IDENTITY_IN_PERSON = "identity-check-in-person"
+# Portal syncs, webhooks and the dossier's notices leave through the outbox, written with
+# the step that causes them; before, each was an activity and the dossier waited for them.
+OUTBOX = "outbox"
 
 
 @workflow.defn(name="Dossier")
@@ -141,6 +147,9 @@ class DossierWorkflow(HumanSteps):
 
     @workflow.run
     async def run(self, filing: DossierFiling) -> DossierResult:
+        # Decided once, before the first command: the whole run takes one path for its
+        # portal syncs, notices and webhooks, and the marker's place never moves.
+        self._outbox()
         # Intake at the receiving unit (Decree 61/2018 arts. 17-18): completeness and
         # identity, then the receipt with its appointment.
         refusal = await self._intake()
@@ -287,16 +296,18 @@ class DossierWorkflow(HumanSteps):
             return
         unit = filing.receiving_unit
         await self._note(
-            TimelineStep.IDENTITY_MISMATCH_FLAGGED, SYSTEM, f"leader of {unit.code}: {problem}"
-        )
-        await notices.send(
-            notices.to_unit(
-                filing,
-                unit,
-                "identity_mismatch",
-                f"Hồ sơ {filing.code}: thông tin nhân thân được kiểm tra trực tiếp bằng thẻ "
-                f"căn cước không khớp Cơ sở dữ liệu quốc gia về dân cư ({problem})",
-            )
+            TimelineStep.IDENTITY_MISMATCH_FLAGGED,
+            SYSTEM,
+            f"leader of {unit.code}: {problem}",
+            tell=[
+                notices.to_unit(
+                    filing,
+                    unit,
+                    "identity_mismatch",
+                    f"Hồ sơ {filing.code}: thông tin nhân thân được kiểm tra trực tiếp bằng "
+                    f"thẻ căn cước không khớp Cơ sở dữ liệu quốc gia về dân cư ({problem})",
+                )
+            ],
         )
 
     @workflow.update
@@ -333,13 +344,13 @@ class DossierWorkflow(HumanSteps):
             f"counter:{unit}",
             f"form 02, missing: {names}",
             awaiting=awaited,
-        )
-        await notices.send(
-            notices.to_applicant(
-                filing,
-                "intake_supplement",
-                f"Hồ sơ {filing.code} chưa đủ thành phần; đề nghị bổ sung: {names}",
-            )
+            tell=[
+                notices.to_applicant(
+                    filing,
+                    "intake_supplement",
+                    f"Hồ sơ {filing.code} chưa đủ thành phần; đề nghị bổ sung: {names}",
+                )
+            ],
         )
         await workflow.wait_condition(
             lambda: self._intake_supplement is not None or self._withdrawal is not None
@@ -397,13 +408,13 @@ class DossierWorkflow(HumanSteps):
             TimelineStep.RECEIPT,
             f"counter:{filing.receiving_unit.code}",
             f"appointment {due_at.isoformat()}",
-        )
-        await notices.send(
-            notices.to_applicant(
-                filing,
-                "receipt",
-                f"Hồ sơ {filing.code} đã được tiếp nhận; hẹn trả {due_at:%d/%m/%Y %H:%M}",
-            )
+            tell=[
+                notices.to_applicant(
+                    filing,
+                    "receipt",
+                    f"Hồ sơ {filing.code} đã được tiếp nhận; hẹn trả {due_at:%d/%m/%Y %H:%M}",
+                )
+            ],
         )
         return receipt
 
@@ -480,21 +491,25 @@ class DossierWorkflow(HumanSteps):
         ready = (
             DossierStatus.REFUSED if lane.outcome is Outcome.REFUSED else DossierStatus.RESULT_READY
         )
+        at_counter = channel is DeliveryChannel.COUNTER
         await self._record(
             ready,
             TimelineStep.RESULT_AT_RECEIVING_UNIT,
             SYSTEM,
             lane.reason or "",
-            awaiting=hand_over if channel is DeliveryChannel.COUNTER else [],
-        )
-        if channel is DeliveryChannel.COUNTER:
-            await notices.send(
+            awaiting=hand_over if at_counter else [],
+            tell=[
                 notices.to_applicant(
                     filing,
                     "result_ready",
                     f"Hồ sơ {filing.code}: mời nhận kết quả tại {filing.receiving_unit.name}",
                 )
-            )
+            ]
+            if at_counter
+            else [],
+        )
+        told: list[Notification] = []
+        if channel is DeliveryChannel.COUNTER:
             await workflow.wait_condition(lambda: self._hand_over is not None)
             assert self._hand_over is not None
             self._awaiting = []
@@ -517,15 +532,19 @@ class DossierWorkflow(HumanSteps):
             )
             actor, note = SYSTEM, f"sent by post, tracking {receipt.tracking_number}"
         else:
-            await notices.send(
-                notices.to_applicant(
-                    filing,
-                    "result_online",
-                    f"Hồ sơ {filing.code}: kết quả điện tử đã có trên Cổng dịch vụ công",
-                )
+            online = notices.to_applicant(
+                filing,
+                "result_online",
+                f"Hồ sơ {filing.code}: kết quả điện tử đã có trên Cổng dịch vụ công",
             )
+            if self._outbox():
+                told = [online]
+            else:
+                await notices.send(online)
             actor, note = SYSTEM, "delivered online"
-        await self._record(DossierStatus.RETURNED, TimelineStep.RESULT_RETURNED, actor, note)
+        await self._record(
+            DossierStatus.RETURNED, TimelineStep.RESULT_RETURNED, actor, note, tell=told
+        )
 
     @workflow.update
     def hand_over(self, step: HandOver) -> Acknowledgement:
@@ -580,8 +599,9 @@ class DossierWorkflow(HumanSteps):
             },
         )
         await self._record(FINAL_STATUS[outcome], closed_step(outcome), SYSTEM, reason or "")
-        # The workflow stays open until the last status change reached the webhooks (or
-        # their retry window ran out); the dossier itself is closed already.
+        # Dossiers opened before the outbox stay open until their last status change reached
+        # the webhooks (or the retry window ran out); with the outbox there is nothing to wait
+        # for: the messages are in the outbox with the closing step.
         await asyncio.gather(*self._deliveries, return_exceptions=True)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return DossierResult(
@@ -614,23 +634,49 @@ class DossierWorkflow(HumanSteps):
         note: str = "",
         at: datetime | None = None,
         awaiting: list[AwaitedAction] | None = None,
+        tell: Sequence[Notification] = (),
     ) -> None:
         """One step in the timeline; the portal and the search attributes follow the status
         and the appointment. Serialised, so the portal sees statuses in order; `awaiting`
-        replaces what the dossier awaits, under the same lock."""
+        replaces what the dossier awaits, under the same lock. `tell` are the notices that
+        tell the step to the applicant or a unit."""
+        outboxed = self._outbox()
         async with self._lock:
             if awaiting is not None:
                 self._awaiting = awaiting
-            await self._record_locked(status, step, actor, note, at)
+            await self._record_locked(status, step, actor, note, at, tell if outboxed else ())
+        await self._send_notices(() if outboxed else tell)
 
-    async def _note(self, step: str, actor: str, note: str) -> None:
+    async def _note(
+        self, step: str, actor: str, note: str, tell: Sequence[Notification] = ()
+    ) -> None:
         """A step that does not change the status, whichever status the dossier has by the
         time the lock is taken (a lane's report may be ahead of it)."""
+        outboxed = self._outbox()
         async with self._lock:
-            await self._record_locked(self._status, step, actor, note, None)
+            await self._record_locked(
+                self._status, step, actor, note, None, tell if outboxed else ()
+            )
+        await self._send_notices(() if outboxed else tell)
+
+    async def _send_notices(self, tell: Sequence[Notification]) -> None:
+        """Dossiers opened before the outbox: each notice an activity, after the step."""
+        for notification in tell:
+            await notices.send(notification)
+
+    def _outbox(self) -> bool:
+        """Whether this dossier's messages leave through the outbox (asked first at the start
+        of the run; the SDK remembers the answer, so every step takes the same path)."""
+        return workflow.patched(OUTBOX)
 
     async def _record_locked(
-        self, status: DossierStatus, step: str, actor: str, note: str, at: datetime | None
+        self,
+        status: DossierStatus,
+        step: str,
+        actor: str,
+        note: str,
+        at: datetime | None,
+        told: Sequence[Notification] = (),
     ) -> None:
         self._status = status
         due_at = self._clock.due_at if self._clock else None
@@ -643,15 +689,25 @@ class DossierWorkflow(HumanSteps):
             due_at=due_at,
             awaiting=list(self._awaiting),
         )
+        sync = portal_sync_needed(step, status, due_at, self._synced)
+        if sync:
+            self._synced = (status, due_at)
+        if self._outbox():
+            await self._append(entry, sync_portal=sync, told=told)
+            self._upsert_search_attributes()
+            return
         await self._append(entry)
         self._upsert_search_attributes()
-        if portal_sync_needed(step, status, due_at, self._synced):
-            self._synced = (status, due_at)
+        if sync:
             await self._sync_portal(entry)
 
-    async def _append(self, entry: TimelineEntry) -> None:
+    async def _append(
+        self, entry: TimelineEntry, sync_portal: bool = False, told: Sequence[Notification] = ()
+    ) -> None:
         """Into the timeline, then into the audit log and the read model, keyed by run and
-        position so a retry never writes twice and a reset's re-run steps are new events."""
+        position so a retry never writes twice and a reset's re-run steps are new events.
+        With the outbox, what the step sends out (its portal sync, its notices, its webhooks
+        when the status changed) is written in the same transaction."""
         self._timeline.append(entry)
         workflow.logger.info(
             "dossier %s: %s (%s)",
@@ -662,6 +718,15 @@ class DossierWorkflow(HumanSteps):
         )
         event_key = f"{workflow.info().run_id}:{len(self._timeline) - 1}"
         view = self.status()
+        previous = self._timeline[-2].status if len(self._timeline) > 1 else None
+        outbox = OutboxMessages()
+        outboxed = self._outbox()
+        if outboxed:
+            outbox = OutboxMessages(
+                portal_sync=self._portal_sync(entry) if sync_portal else None,
+                notifications=tuple(told),
+                webhooks=entry.status is not previous,
+            )
         receipt = await workflow.execute_local_activity_method(
             ProjectionActivities.project,
             ProjectionRecord(
@@ -669,13 +734,13 @@ class DossierWorkflow(HumanSteps):
                 event_type=event_type_of(entry.step),
                 view=view,
                 timeline=self._timeline,
+                outbox=outbox,
             ),
             start_to_close_timeout=LOCAL_CALL,
         )
         if receipt.at is not None:  # the audit log's time for the step, the same on replay
             entry = self._timeline[-1] = entry.model_copy(update={"at": receipt.at})
-        previous = self._timeline[-2].status if len(self._timeline) > 1 else None
-        if receipt.subscribers and entry.status is not previous:
+        if not outboxed and receipt.subscribers and entry.status is not previous:
             # Not awaited: a receiver that is down must not hold the dossier.
             self._deliveries.append(
                 workflow.start_activity_method(
@@ -699,25 +764,30 @@ class DossierWorkflow(HumanSteps):
                 )
             )
 
-    async def _sync_portal(self, entry: TimelineEntry) -> None:
+    def _portal_sync(self, entry: TimelineEntry) -> PortalSync:
         filing = self.filing
+        return PortalSync(
+            dossier_code=filing.code,
+            procedure_code=filing.procedure.code,
+            status_code=portal_code(entry.status),
+            received_at=filing.received_at,
+            due_at=entry.due_at,
+            processing_unit=filing.competent_unit.code,
+            intake_channel=INTAKE_CHANNEL_CODES[filing.submission.intake_channel.value],
+            step=entry.step,
+            actor=entry.actor,
+            at=entry.at,
+            returned_at=entry.at if entry.status is DossierStatus.RETURNED else None,
+            **self._portal_record(),
+        )
+
+    async def _sync_portal(self, entry: TimelineEntry) -> None:
+        """Dossiers opened before the outbox: the sync as an activity the dossier waits for;
+        a refusal is a timeline step."""
         try:
             await workflow.execute_activity_method(
                 PortalActivities.sync_portal,
-                PortalSync(
-                    dossier_code=filing.code,
-                    procedure_code=filing.procedure.code,
-                    status_code=portal_code(entry.status),
-                    received_at=filing.received_at,
-                    due_at=entry.due_at,
-                    processing_unit=filing.competent_unit.code,
-                    intake_channel=INTAKE_CHANNEL_CODES[filing.submission.intake_channel.value],
-                    step=entry.step,
-                    actor=entry.actor,
-                    at=entry.at,
-                    returned_at=entry.at if entry.status is DossierStatus.RETURNED else None,
-                    **self._portal_record(),
-                ),
+                self._portal_sync(entry),
                 task_queue=lanes.PORTAL,
                 start_to_close_timeout=REGISTRY_CALL,
                 retry_policy=TRANSIENT,

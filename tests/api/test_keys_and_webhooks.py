@@ -12,17 +12,23 @@ import uuid
 
 import httpx
 
+from api.routes.webhooks import refused_address
 from config import ROOT
 from simulators.process import free_ports
+from store import audit, outbox
 from store.db import engine_for
 from store.tables import api_keys, webhook_subscriptions
 from tests.api.conftest import HOAN_KIEM, ApiServer, birth_submission, issue_key
 from tests.api.test_dossiers import file
 from tests.conftest import EngineStack
+from tests.driver import sent_out
+from tests.test_webhooks import Receiver
+from tests.test_webhooks import receiver as receiver  # the fixture
 
-# No dossier of the suite is filed here: a subscription on it cannot hold up another test's
-# dossier (a dossier's workflow ends only once its status changes are delivered).
+# No dossier of the suite is filed here: a subscription on it receives nothing.
 QUIET_UNIT = "kim-anh"
+# A public address: subscriptions must point outside the engine's own network.
+PUBLIC_HOOK = "https://93.184.215.14"
 
 
 async def ops(stack: EngineStack, *args: str) -> tuple[int, str, str]:
@@ -147,7 +153,7 @@ async def test_webhook_subscriptions_belong_to_their_key(
     theirs = await issue_key(database_url, "portal-kim-anh-2", [QUIET_UNIT], ["counter_officer"])
     async with api.client(mine) as client, api.client(theirs) as other:
         created = await client.post(
-            "/v1/webhooks", json={"unit": QUIET_UNIT, "url": "https://hooks.example/dossiers"}
+            "/v1/webhooks", json={"unit": QUIET_UNIT, "url": f"{PUBLIC_HOOK}/dossiers"}
         )
         assert created.status_code == 201, created.text
         hook = created.json()
@@ -173,7 +179,7 @@ async def test_webhook_subscriptions_belong_to_their_key(
         assert (await other.delete(f"/v1/webhooks/{hook['id']}")).status_code == 404
 
         refused = await client.post(
-            "/v1/webhooks", json={"unit": HOAN_KIEM, "url": "https://hooks.example/x"}
+            "/v1/webhooks", json={"unit": HOAN_KIEM, "url": f"{PUBLIC_HOOK}/x"}
         )
         assert refused.status_code == 403 and refused.json()["errors"][0]["field"] == "unit"
         ftp = await client.post("/v1/webhooks", json={"unit": QUIET_UNIT, "url": "ftp://x/y"})
@@ -185,3 +191,117 @@ async def test_webhook_subscriptions_belong_to_their_key(
         assert gone.status_code == 404 and gone.headers["content-type"] == (
             "application/problem+json"
         )
+
+
+async def test_webhooks_refuse_addresses_inside_the_network_unless_allowed(
+    stack: EngineStack, api: ApiServer
+) -> None:
+    key = await issue_key(
+        stack.settings.database_url, "portal-kim-anh-3", [QUIET_UNIT], ["counter_officer"]
+    )
+    async with api.client(key) as client:
+        for url in (
+            "http://10.1.2.3/hook",
+            "http://172.16.0.9/hook",
+            "http://192.168.1.1/hook",
+            "http://127.0.0.2:8080/hook",  # loopback, and not the allowed 127.0.0.1
+            "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+            "http://0.0.0.0/hook",
+            "http://[::1]/hook",
+            "http://[fd00::1]/hook",
+            "http://[::ffff:10.0.0.1]/hook",
+        ):
+            refused = await client.post("/v1/webhooks", json={"unit": QUIET_UNIT, "url": url})
+            assert refused.status_code == 400, (url, refused.text)
+            [error] = refused.json()["errors"]
+            assert error["field"] == "url" and "WEBHOOK_ALLOWED_HOSTS" in error["rule"], url
+        unknown = await client.post(
+            "/v1/webhooks", json={"unit": QUIET_UNIT, "url": "https://no-such-host.invalid/x"}
+        )
+        assert unknown.status_code == 400 and "does not resolve" in unknown.text
+        # The test stack allows its own receivers' host (WEBHOOK_ALLOWED_HOSTS).
+        allowed = await client.post(
+            "/v1/webhooks", json={"unit": QUIET_UNIT, "url": "http://127.0.0.1:9/hook"}
+        )
+        assert allowed.status_code == 201, allowed.text
+        assert (await client.delete(f"/v1/webhooks/{allowed.json()['id']}")).status_code == 204
+    # A name is resolved: localhost is loopback unless listed.
+    assert await refused_address("http://localhost:9/hook", ()) is not None
+    assert await refused_address("http://LOCALHOST:9/hook", ("localhost",)) is None
+    assert await refused_address(f"{PUBLIC_HOOK}/x", ()) is None
+
+
+async def test_a_subscriptions_deliveries_and_a_redelivered_range(
+    stack: EngineStack, api: ApiServer, receiver: Receiver
+) -> None:
+    receiver.up = True
+    database_url = stack.settings.database_url
+    key = await issue_key(database_url, "portal-hoan-kiem-hooks", [HOAN_KIEM], ["counter_officer"])
+    async with api.client(key) as client, api.client(api.ba_dinh_key) as other:
+        created = await client.post("/v1/webhooks", json={"unit": HOAN_KIEM, "url": receiver.url})
+        assert created.status_code == 201, created.text
+        hook = created.json()["id"]
+        code = await file(client, stack, birth_submission(citizen=92))
+        # The receipt's status change, written with the step and then delivered.
+        for _ in range(300):
+            page = (
+                await client.get(f"/v1/webhooks/{hook}/deliveries", params={"limit": 200})
+            ).json()
+            mine = [d for d in page["items"] if d["dossier_code"] == code]
+            if mine and all(d["state"] == "delivered" for d in mine):
+                break
+            await asyncio.sleep(0.1)
+        assert mine and page["next_cursor"] is None
+        first = mine[0]
+        assert first["state"] == "delivered" and first["attempts"] == 1
+        assert first["status"] == "received" and first["delivered_at"] is not None
+        assert first["status_code"] == 204 and first["last_error"] is None
+        # Paginated like the other lists.
+        one = (await client.get(f"/v1/webhooks/{hook}/deliveries", params={"limit": 1})).json()
+        assert len(one["items"]) == 1
+        if len(page["items"]) > 1:
+            after = await client.get(
+                f"/v1/webhooks/{hook}/deliveries", params={"cursor": one["next_cursor"]}
+            )
+            assert after.json()["items"][0] == page["items"][1]
+        bad = await client.get(f"/v1/webhooks/{hook}/deliveries", params={"cursor": "x!"})
+        assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "cursor"
+        # Another system's subscription is unknown to this key.
+        assert (await other.get(f"/v1/webhooks/{hook}/deliveries")).status_code == 404
+
+        # The first event once more: the receiver gets it again under the same event id.
+        before = len(receiver.received)
+        again = await client.post(
+            f"/v1/webhooks/{hook}/redeliver",
+            json={
+                "dossier_code": code,
+                "from_sequence": first["sequence"],
+                "to_sequence": first["sequence"],
+            },
+        )
+        assert again.status_code == 202 and again.json() == {"requeued": 1}, again.text
+        await until_delivered(stack, code)
+        [(headers, _)] = receiver.received[before:]
+        assert headers["x-webhook-event-id"] == first["event_id"]
+        assert headers["x-webhook-sequence"] == str(first["sequence"])
+        everything = await client.post(f"/v1/webhooks/{hook}/redeliver", json={})
+        assert everything.status_code == 422 and "range" in everything.text
+        backwards = await client.post(
+            f"/v1/webhooks/{hook}/redeliver", json={"from_sequence": 5, "to_sequence": 2}
+        )
+        assert backwards.status_code == 422
+        assert (
+            await other.post(f"/v1/webhooks/{hook}/redeliver", json={"dossier_code": code})
+        ).status_code == 404
+        assert (await client.delete(f"/v1/webhooks/{hook}")).status_code == 204
+
+    # The redelivery is in the dossier's audit chain, with who asked.
+    async with engine_for(database_url).connect() as conn:
+        events = await audit.events(conn, code)
+    [asked] = [e for e in events if e.event_type == "webhook_redelivery"]
+    assert asked.actor == "api:portal-hoan-kiem-hooks"
+    assert json.loads(asked.payload)["requeued"] == 1
+
+
+async def until_delivered(stack: EngineStack, code: str) -> None:
+    await sent_out(stack, code, (outbox.MessageKind.WEBHOOK,))
