@@ -23,6 +23,8 @@ python -m ops plan --scenario F --staffing F [--compare F]
                                           what a staffing plan does to a surge, ward by ward
 python -m ops users add | disable | roles | list
                                           accounts of the web console
+python -m ops catalogue import FILE [--dry-run]
+                                          the city's procedure catalogue, versioned (audited)
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from temporalio.service import RPCError
 
 from ops.archive import archive_app
 from ops.audit import audit_app
+from ops.catalogue import catalogue_app
 from ops.export import export_app
 from ops.keys import keys_app
 from ops.kpi import kpi_app
@@ -62,6 +65,7 @@ app.add_typer(export_app, name="export")
 app.add_typer(signatures_app, name="signatures")
 app.add_typer(archive_app, name="archive")
 app.add_typer(users_app, name="users")
+app.add_typer(catalogue_app, name="catalogue")
 
 
 def run() -> None:
