@@ -22,7 +22,7 @@ from schemas.actions import (
     WetSignature,
     Withdrawal,
 )
-from schemas.dossier import AwaitedAction, DossierFiling, Officer, TimelineEntry
+from schemas.dossier import AwaitedAction, DossierFiling, IntakeChannel, Officer, TimelineEntry
 from schemas.exchanges import FeeRequest, IssuedDocument, ResultKind, WetInkSignature
 from schemas.lanes import LaneJob, LaneResult, ProgressEvent
 from schemas.lifecycle import PROGRESS_SIGNAL, TimelineStep
@@ -38,6 +38,19 @@ with workflow.unsafe.imports_passed_through():
     from domain.catalogue import billable_pages, fee_vnd
 
 SYSTEM = "system"
+
+
+ONLINE_FEE_EXEMPTION = "online-fee-exemption"
+
+
+def waived_online(filing: DossierFiling) -> bool:
+    """The fee is waived: filed online under a procedure whose text exempts online filings.
+    Behind a patch marker, so dossiers that asked for the fee before the rule keep asking."""
+    return (
+        filing.procedure.online_fee_exempt
+        and filing.submission.intake_channel is IntakeChannel.ONLINE
+        and workflow.patched(ONLINE_FEE_EXEMPTION)
+    )
 
 
 class LaneWorkflow(HumanSteps):
@@ -195,7 +208,9 @@ class LaneWorkflow(HumanSteps):
         pages = billable_pages(
             filing.procedure, ((d.kind, d.pages) for d in filing.submission.documents)
         )
-        amount = fee_vnd(filing.procedure, pages, filing.submission.copies)
+        amount = fee_vnd(
+            filing.procedure, pages, filing.submission.copies, online=waived_online(filing)
+        )
         if amount == 0:
             return 0
         await self._report(
