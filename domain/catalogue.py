@@ -22,6 +22,7 @@ The module is pure: standard library, pydantic and `schemas` only, and no I/O at
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -616,12 +617,12 @@ def read_import_file(
         try:
             procedure = Procedure.model_validate(entry)
         except ValidationError as exc:
-            errors.extend(
-                ImportRowError(
-                    row=row, code=code, field=_field_path(e["loc"], entry), rule=e["msg"]
-                )
-                for e in exc.errors()
-            )
+            # A cell that could not be read is reported once, as read, not again as missing.
+            unread = {f for f, _ in cell_errors}
+            for e in exc.errors():
+                field = _field_path(e["loc"], entry)
+                if field.split(".")[0].split("[")[0] not in unread:
+                    errors.append(ImportRowError(row=row, code=code, field=field, rule=e["msg"]))
             continue
         if cell_errors:
             continue
@@ -816,3 +817,61 @@ def _documents(cell: str) -> list[dict[str, str]]:
             raise ValueError(f"{item.strip()!r} is not kind=Name")
         documents.append({"kind": kind.strip(), "name": name.strip()})
     return documents
+
+
+def catalogue_csv(procedures: Iterable[Procedure]) -> str:
+    """The procedures in the flat CSV import format (the inverse of `read_import_file`), so a
+    city can start its file from the catalogue in effect."""
+    lines: list[list[str]] = [list(IMPORT_COLUMNS)]
+    for p in procedures:
+        cells = {
+            "code": p.code,
+            "name": p.name,
+            "field": p.field,
+            "tier": p.tier.value,
+            "competent_unit_kind": p.competent_unit_kind.value,
+            "competent_department": p.competent_department or "",
+            "certification": _yes_no(p.certification),
+            "certification_book": p.certification_book.value if p.certification_book else "",
+            "deadline": _deadline_cell(p),
+            "fee": _fee_cell(p),
+            "online_fee_exempt": _yes_no(p.online_fee_exempt),
+            "supplement_rule": p.supplement_rule.value,
+            "supplement_requests": str(p.supplement_requests),
+            "supplement_window_days": (
+                "until_decision"
+                if p.supplement_window_days is None
+                else str(p.supplement_window_days)
+            ),
+            "supplement_text": p.supplement_text or "",
+            "required_documents": " | ".join(f"{d.kind}={d.name}" for d in p.required_documents),
+            "registries": " | ".join(r.value for r in p.registries),
+            "e_signed": _yes_no(p.e_signed),
+            "delivery_channels": " | ".join(c.value for c in p.delivery_channels),
+            "legal_basis": p.legal_basis,
+        }
+        lines.append([cells[c] for c in IMPORT_COLUMNS])
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(lines)
+    return out.getvalue()
+
+
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _deadline_cell(p: Procedure) -> str:
+    if isinstance(p.deadline, SameDayDeadline):
+        return f"same_day {p.deadline.cutoff.strftime('%H:%M')}"
+    return str(p.deadline.days)
+
+
+def _fee_cell(p: Procedure) -> str:
+    fee = p.fee
+    if fee is None:
+        return ""
+    if isinstance(fee, FlatFee):
+        return str(fee.amount_vnd)
+    parts = [fee.first_pages, fee.first_page_vnd, fee.next_page_vnd, fee.max_per_copy_vnd]
+    tail = f"/{fee.counted_document}" if fee.counted_document else ""
+    return f"per_page {'/'.join(str(n) for n in parts)}{tail}"

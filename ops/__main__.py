@@ -23,7 +23,7 @@ python -m ops plan --scenario F --staffing F [--compare F]
                                           what a staffing plan does to a surge, ward by ward
 python -m ops users add | disable | roles | list
                                           accounts of the web console
-python -m ops catalogue import FILE [--dry-run]
+python -m ops catalogue import FILE [--dry-run] | export
                                           the city's procedure catalogue, versioned (audited)
 """
 

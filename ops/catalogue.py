@@ -1,4 +1,5 @@
-"""`python -m ops catalogue import FILE`: the city's own catalogue, from its decision.
+"""`python -m ops catalogue import FILE`: the city's own catalogue, from its decision
+(`python -m ops catalogue export` prints the catalogue in effect in the same CSV format).
 
 The file (CSV in the flat format of the README's "Catalogue" section, or JSON holding Procedure
 objects) is validated whole: every row against the contract and the units, every error listed
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -29,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 from config import settings
 from domain.catalogue import (
     CatalogueError,
+    catalogue_csv,
     plan_import,
     read_import_file,
     shipped_catalogue,
@@ -38,7 +41,7 @@ from ops.audit import append_operator_event
 from ops.cli import AsJson, DryRun, Operator, Reason, console, fail, print_json
 from ops.errors import OperatorError, check_action
 from schemas.catalogue import ChangeKind, ImportPlan, Procedure, ProcedureChange
-from store.db import writing
+from store.db import engine_for, writing
 from store.migrate import migrate
 from store.procedures import (
     CatalogueVersionError,
@@ -163,3 +166,21 @@ def show_plan(plan: ImportPlan, *, dry_run: bool) -> None:
     unchanged = len(plan.changes) - len(plan.to_record)
     summary = f"{plan.file}: {verb} {len(plan.to_record)} version(s), {unchanged} unchanged"
     console.print(summary, markup=False, highlight=False)
+
+
+async def recorded_catalogue_csv(database_url: str) -> str:
+    """The catalogue in effect (latest recorded version of each code, retired ones left out)
+    as a CSV import file."""
+    shipped = shipped_catalogue()
+    await migrate(database_url)
+    await record_catalogue(database_url, shipped)
+    async with engine_for(database_url).connect() as conn:
+        latest = await recorded_procedures(conn)
+    return catalogue_csv(p for p in latest.values() if p.code not in shipped.retired)
+
+
+@catalogue_app.command("export")
+def export_command() -> None:
+    """Print the catalogue in effect as a CSV import file (a starting point for the city's)."""
+    text = asyncio.run(recorded_catalogue_csv(settings().database_url))
+    sys.stdout.write(text)
