@@ -99,7 +99,7 @@ def _new_procedure_row() -> dict[str, str]:
     }
 
 
-# --- reading files -------------------------------------------------------------------------------
+# --- reading files ---------------------------------------------------------------------------
 def test_a_good_csv_file_reads_every_row(tmp_path: Path) -> None:
     changed = _rows(_shipped(BIRTH))[0] | {"deadline": "2"}
     path = _write_csv(
@@ -188,7 +188,7 @@ def test_every_bad_row_is_reported_with_its_row_field_and_rule(tmp_path: Path) -
 
 def test_a_header_with_unknown_or_missing_columns_is_refused(tmp_path: Path) -> None:
     row = _rows(_shipped(BIRTH))[0]
-    columns = tuple(c for c in IMPORT_COLUMNS if c != "legal_basis") + ("thoi_han",)
+    columns = (*(c for c in IMPORT_COLUMNS if c != "legal_basis"), "thoi_han")
     path = _write_csv(
         tmp_path / "cot.csv", [{k: v for k, v in row.items() if k in columns}], columns
     )
@@ -207,7 +207,7 @@ def test_a_file_of_another_kind_is_refused(tmp_path: Path) -> None:
         read_import_file(path, shipped_catalogue().units)
 
 
-# --- importing into the database ---------------------------------------------------------------------
+# --- importing into the database ---------------------------------------------------------------
 async def _recorded_versions(url: str) -> dict[str, int]:
     async with engine_for(url).connect() as conn:
         rows = await conn.execute(
