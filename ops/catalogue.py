@@ -149,7 +149,9 @@ def show_plan(plan: ImportPlan, *, dry_run: bool) -> None:
     verb = "would record" if dry_run else "recorded"
     for change in plan.to_record:
         if change.kind is ChangeKind.NEW:
-            console.print(f"{change.code} new, version 1: {change.name}", markup=False)
+            console.print(
+                f"{change.code} new, version 1: {change.name}", markup=False, soft_wrap=True
+            )
             continue
         kept = (
             f"; {change.dossiers_in_flight} open dossier(s) keep version {change.version_before}"
@@ -160,9 +162,12 @@ def show_plan(plan: ImportPlan, *, dry_run: bool) -> None:
             f"{change.code} changed, version {change.version_before} -> "
             f"{change.version_after}{kept}",
             markup=False,
+            soft_wrap=True,
         )
         for field in change.fields:
-            console.print(f"  {field.field}: {field.before} -> {field.after}", markup=False)
+            console.print(
+                f"  {field.field}: {field.before} -> {field.after}", markup=False, soft_wrap=True
+            )
     unchanged = len(plan.changes) - len(plan.to_record)
     summary = f"{plan.file}: {verb} {len(plan.to_record)} version(s), {unchanged} unchanged"
     console.print(summary, markup=False, highlight=False)
