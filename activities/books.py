@@ -1,4 +1,8 @@
-"""Numbers in the certification book (sổ chứng thực), one series per unit and year."""
+"""Numbers in the certification books (sổ chứng thực), one series per book, unit and year.
+
+Circular 01/2020/TT-BTP keeps a book for copies, one for signatures and one for transactions;
+the procedure names its book and `domain.catalogue.book_scope` turns it into the series' scope
+(the copies book keeps the scope every certification used before the books were split)."""
 
 from __future__ import annotations
 

@@ -27,6 +27,8 @@ python -m ops tasks claim | release | reassign | delegate | show CODE | escalate
                                           who holds a dossier's task (audited)
 python -m ops sharing open | close | list UNIT
                                           surge sharing of a ward's certification
+python -m ops catalogue import FILE [--dry-run] | export
+                                          the city's procedure catalogue, versioned (audited)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from temporalio.service import RPCError
 
 from ops.archive import archive_app
 from ops.audit import audit_app
+from ops.catalogue import catalogue_app
 from ops.export import export_app
 from ops.keys import keys_app
 from ops.kpi import kpi_app
@@ -69,6 +72,7 @@ app.add_typer(archive_app, name="archive")
 app.add_typer(users_app, name="users")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(sharing_app, name="sharing")
+app.add_typer(catalogue_app, name="catalogue")
 
 
 def run() -> None:

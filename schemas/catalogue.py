@@ -40,6 +40,16 @@ class DeliveryChannel(StrEnum):
     ONLINE = "online"
 
 
+class CertificationBook(StrEnum):
+    """The certification books a commune keeps, one number series each (Circular 01/2020/TT-BTP
+    art. 13: sổ chứng thực bản sao từ bản chính, sổ chứng thực chữ ký, sổ chứng thực hợp đồng,
+    giao dịch). The value is the book's symbol in its number, e.g. `01/2026-SCT/BS`."""
+
+    COPIES = "BS"  # bản sao từ bản chính
+    SIGNATURES = "CK"  # chữ ký, chữ ký người dịch, điểm chỉ
+    CONTRACTS = "HĐGD"  # hợp đồng, giao dịch, di chúc, văn bản về di sản (and their amendments)
+
+
 class SupplementRule(StrEnum):
     # Decree 61/2018 art. 19(4): the processing time counts again from the day the complete
     # dossier arrives.
@@ -113,6 +123,10 @@ class Procedure(Frozen):
         default=None, description="Unit code of the deciding city department (city tier only)"
     )
     certification: bool = False
+    certification_book: CertificationBook | None = Field(
+        default=None,
+        description="The book a certification is numbered in (certification procedures only)",
+    )
     deadline: Deadline
     supplement_rule: SupplementRule = SupplementRule.RESTART
     supplement_requests: int = Field(
@@ -135,6 +149,11 @@ class Procedure(Frozen):
     required_documents: tuple[RequiredDocument, ...] = Field(min_length=1)
     registries: tuple[Registry, ...] = ()
     fee: Fee | None = None
+    online_fee_exempt: bool = Field(
+        default=False,
+        description="No fee when the dossier is filed online, where a text grants it (cited in "
+        "legal_basis)",
+    )
     e_signed: bool = True
     delivery_channels: tuple[DeliveryChannel, ...] = Field(min_length=1)
     legal_basis: str = Field(min_length=3)
@@ -168,3 +187,53 @@ class Unit(Frozen):
         description="Working hours a task may wait before it goes to the unit's leader; "
         "the engine's default (domain/escalation.py) when absent",
     )
+
+
+# --- importing a catalogue file (`ops catalogue import`) ------------------------------------------
+class ImportRowError(Frozen):
+    """One rule a row of an imported file breaks: the row (CSV: the line, header = 1; JSON: the
+    entry's position, from 1), the column or field, and the rule."""
+
+    row: int = Field(ge=1)
+    code: str | None = None
+    field: str
+    rule: str
+
+    def __str__(self) -> str:
+        where = f"row {self.row}" + (f" ({self.code})" if self.code else "")
+        return f"{where}: {self.field}: {self.rule}"
+
+
+class ChangeKind(StrEnum):
+    NEW = "new"  # a code the catalogue did not hold: version 1
+    CHANGED = "changed"  # a new version; dossiers filed under the old one keep it
+    UNCHANGED = "unchanged"  # nothing recorded
+
+
+class FieldChange(Frozen):
+    field: str
+    before: str | None
+    after: str | None
+
+
+class ProcedureChange(Frozen):
+    code: str
+    name: str
+    kind: ChangeKind
+    version_before: int | None
+    version_after: int | None
+    fields: tuple[FieldChange, ...] = ()
+    # Open dossiers filed under `version_before`; they keep that version (their filing carries
+    # the whole procedure as it was), only new dossiers get `version_after`.
+    dossiers_in_flight: int = 0
+
+
+class ImportPlan(Frozen):
+    """What an import would record: one change per row of the file, in file order."""
+
+    file: str
+    changes: tuple[ProcedureChange, ...]
+
+    @property
+    def to_record(self) -> tuple[ProcedureChange, ...]:
+        return tuple(c for c in self.changes if c.kind is not ChangeKind.UNCHANGED)

@@ -15,12 +15,15 @@ from domain.catalogue import (
     UNITS_FILE,
     Catalogue,
     CatalogueError,
+    book_entry,
+    book_scope,
     default_catalogue,
     fee_vnd,
     load_catalogue,
     missing_documents,
 )
 from schemas.catalogue import (
+    CertificationBook,
     FlatFee,
     PerPageFee,
     Procedure,
@@ -370,6 +373,87 @@ def test_fee_flat_and_none(catalogue: Catalogue) -> None:
     assert fee_vnd(catalogue.procedure("2.000913"), pages=1, copies=1) == 30000
     assert fee_vnd(catalogue.procedure("2.000927"), pages=1, copies=1) == 25000
     assert fee_vnd(catalogue.procedure("1.001193"), pages=1, copies=1) == 0
+
+
+def test_online_filing_is_exempt_only_where_the_text_grants_it(catalogue: Catalogue) -> None:
+    household = catalogue.procedure("1.001612")
+    assert household.online_fee_exempt and "trực tuyến" in household.legal_basis
+    assert fee_vnd(household, pages=1, copies=1, online=True) == 0
+    assert fee_vnd(household, pages=1, copies=1) == 100000
+    copy = catalogue.procedure("2.000815")
+    assert not copy.online_fee_exempt
+    assert fee_vnd(copy, pages=2, copies=1, online=True) == 4000
+    for p in catalogue.procedures.values():
+        if p.online_fee_exempt:  # the basis is cited, and marked while unconfirmed
+            assert p.fee is not None and "trực tuyến" in p.legal_basis, p.code
+
+
+def test_each_kind_of_certification_is_numbered_in_its_own_book(catalogue: Catalogue) -> None:
+    books = {
+        code: catalogue.procedure(code).certification_book
+        for code in ("2.000815", "2.000884", "2.000992", "2.001035", "2.001019", "2.001406")
+    }
+    assert books == {
+        "2.000815": CertificationBook.COPIES,
+        "2.000884": CertificationBook.SIGNATURES,
+        "2.000992": CertificationBook.SIGNATURES,
+        "2.001035": CertificationBook.CONTRACTS,
+        "2.001019": CertificationBook.CONTRACTS,
+        "2.001406": CertificationBook.CONTRACTS,
+    }
+    assert all(
+        (p.certification_book is not None) == p.certification for p in catalogue.procedures.values()
+    )
+    copy, signature, contract = (
+        catalogue.procedure(c) for c in ("2.000815", "2.000884", "2.001035")
+    )
+    # The copies book goes on in the series every certification used before the split.
+    assert book_scope(copy, "hoan-kiem", 2026) == "certbook:hoan-kiem:2026"
+    assert book_scope(signature, "hoan-kiem", 2026) == "certbook:hoan-kiem:2026:CK"
+    assert book_scope(contract, "hoan-kiem", 2026) == "certbook:hoan-kiem:2026:HĐGD"
+    assert book_entry(signature, 7, 2026) == "Số chứng thực 7, quyển số 01/2026-SCT/CK"
+    assert book_entry(copy, 7, 2026) == "Số chứng thực 7, quyển số 01/2026-SCT/BS"
+    with pytest.raises(CatalogueError, match="no certification book"):
+        book_scope(catalogue.procedure("1.001193"), "hoan-kiem", 2026)
+
+
+@pytest.mark.parametrize(
+    ("code", "change", "field", "problem"),
+    [
+        ("2.000815", {"certification_book": None}, "certification_book", "names its book"),
+        ("1.001193", {"certification_book": "BS"}, "certification_book", "only certification"),
+        ("1.001193", {"online_fee_exempt": True}, "online_fee_exempt", "needs a fee"),
+    ],
+)
+def test_books_and_exemptions_are_checked_when_loaded(
+    tmp_path: Path, code: str, change: dict[str, Any], field: str, problem: str
+) -> None:
+    def mutate(entries: list[dict[str, Any]]) -> None:
+        entries[_index_of(entries, code)].update(change)
+
+    with pytest.raises(CatalogueError, match=problem) as raised:
+        load_catalogue(procedures_path=_broken(tmp_path, "procedures", mutate))
+    assert raised.value.field == field and raised.value.code == code
+
+
+def test_corrected_codes_and_names(catalogue: Catalogue) -> None:
+    """Codes and names as the 2025 lists and the national portal have them."""
+    assert catalogue.procedure("2.002036").name == "Thủ tục thôi quốc tịch Việt Nam ở trong nước"
+    assert catalogue.procedure("2.002036").competent_department == "so-tu-phap"
+    assert "một thành viên" in catalogue.procedure("2.001583").name
+    assert catalogue.procedure("1.012644").competent_department == "so-dan-toc-ton-giao"
+    assert "trẻ em dưới 6 tuổi" in catalogue.procedure("2.000986").name
+    assert "1.013236" in catalogue.procedures
+    assert {"3.000722", "1.009972"} <= set(catalogue.retired)
+    assert not {"3.000722", "1.009972"} & set(catalogue.procedures)
+    names = {c: catalogue.procedure(c).name for c in ("2.001035", "2.001406", "2.000913")}
+    assert names == {
+        "2.001035": "Chứng thực giao dịch liên quan đến tài sản là động sản, quyền sử dụng đất, "
+        "nhà ở",
+        "2.001406": "Chứng thực văn bản phân chia di sản mà di sản là động sản, quyền sử dụng "
+        "đất, nhà ở",
+        "2.000913": "Chứng thực việc sửa đổi, bổ sung, hủy bỏ giao dịch",
+    }
 
 
 def test_fee_rejects_negative_counts() -> None:

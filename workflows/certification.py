@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from temporalio import workflow
 
+from domain.catalogue import book_entry as catalogue_book_entry
+from domain.catalogue import book_scope
 from schemas.actions import Acknowledgement, Action, Certification
 from schemas.exchanges import ResultKind
 from schemas.lanes import LaneJob, LaneResult
@@ -16,6 +18,9 @@ from workflows.policies import LOCAL_CALL
 
 with workflow.unsafe.imports_passed_through():
     from activities.books import BookActivities
+
+
+CERTIFICATION_BOOKS = "certification-books"
 
 
 @workflow.defn(name="Certification")
@@ -40,12 +45,22 @@ class CertificationWorkflow(LaneWorkflow):
         certification = self._take(Action.CERTIFY)
         assert isinstance(certification, Certification)
         year = workflow.now().year
+        # Circular 01/2020/TT-BTP: copies, signatures and transactions each have their own
+        # book and number series. A filing from before the books were split names none.
+        procedure = filing.procedure
+        own_book = procedure.certification_book is not None and workflow.patched(
+            CERTIFICATION_BOOKS
+        )
         number = await workflow.execute_local_activity_method(
             BookActivities.next_book_number,
-            f"certbook:{unit}:{year}",
+            book_scope(procedure, unit, year) if own_book else f"certbook:{unit}:{year}",
             start_to_close_timeout=LOCAL_CALL,
         )
-        book_entry = f"Số chứng thực {number}, quyển số 01/{year}-SCT/BS"
+        book_entry = (
+            catalogue_book_entry(procedure, number, year)
+            if own_book
+            else f"Số chứng thực {number}, quyển số 01/{year}-SCT/BS"
+        )
         await self._report(
             DossierStatus.IN_PROCESSING,
             TimelineStep.CERTIFIED,

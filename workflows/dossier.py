@@ -73,6 +73,7 @@ from schemas.statuses import (
 from workflows import notices
 from workflows import search_attributes as sa
 from workflows.certification import CertificationWorkflow
+from workflows.lane import waived_online
 from workflows.policies import (
     IDENTITY_PATIENCE,
     LOCAL_CALL,
@@ -823,6 +824,7 @@ class DossierWorkflow(HumanSteps):
             procedure,
             billable_pages(procedure, ((d.kind, d.pages) for d in submission.documents)),
             submission.copies,
+            online=waived_online(filing),
         )
         if amount:
             fees.append(

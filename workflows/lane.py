@@ -26,7 +26,7 @@ from schemas.actions import (
     WetSignature,
     Withdrawal,
 )
-from schemas.dossier import AwaitedAction, DossierFiling, Officer, TimelineEntry
+from schemas.dossier import AwaitedAction, DossierFiling, IntakeChannel, Officer, TimelineEntry
 from schemas.exchanges import (
     FeeRequest,
     IssuedDocument,
@@ -60,6 +60,18 @@ MIN_WAIT = timedelta(seconds=1)
 # A task waiting past its unit's threshold goes up to the unit's leader (a durable timer per
 # awaited step); dossiers begun before it keep their old command sequence.
 TASK_ESCALATION = "task-escalation"
+# Online filings of procedures whose text waives the fee for them pay nothing.
+ONLINE_FEE_EXEMPTION = "online-fee-exemption"
+
+
+def waived_online(filing: DossierFiling) -> bool:
+    """The fee is waived: filed online under a procedure whose text exempts online filings.
+    Behind a patch marker, so dossiers that asked for the fee before the rule keep asking."""
+    return (
+        filing.procedure.online_fee_exempt
+        and filing.submission.intake_channel is IntakeChannel.ONLINE
+        and workflow.patched(ONLINE_FEE_EXEMPTION)
+    )
 
 
 class LaneWorkflow(HumanSteps):
@@ -217,7 +229,9 @@ class LaneWorkflow(HumanSteps):
         pages = billable_pages(
             filing.procedure, ((d.kind, d.pages) for d in filing.submission.documents)
         )
-        amount = fee_vnd(filing.procedure, pages, filing.submission.copies)
+        amount = fee_vnd(
+            filing.procedure, pages, filing.submission.copies, online=waived_online(filing)
+        )
         if amount == 0:
             return 0
         await self._report(
