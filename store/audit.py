@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from auditlog import verify
-from store.tables import audit_events
+from store.tables import audit_events, dossiers
 
 GENESIS = "0" * 64
 
@@ -254,7 +254,7 @@ async def append_operator_event(
     for attempt in range(1, APPEND_ATTEMPTS + 1):
         try:
             async with conn.begin_nested():
-                return await append(
+                event = await append(
                     conn,
                     dossier_code=code,
                     event_key=key,
@@ -263,6 +263,13 @@ async def append_operator_event(
                     at=at,
                     payload=content,
                 )
+                # The dossier's row names the head of its chain, as a rebuild from it would.
+                await conn.execute(
+                    update(dossiers)
+                    .where(dossiers.c.code == code, dossiers.c.last_event_seq < event.seq)
+                    .values(last_event_seq=event.seq)
+                )
+                return event
         except IntegrityError:
             if attempt == APPEND_ATTEMPTS:
                 raise
