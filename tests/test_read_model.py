@@ -178,8 +178,12 @@ async def test_rebuild_from_temporal_equals_the_step_by_step_tables(stack: Engin
         for other in before[0] ^ after[0]
         if row[0] == other[0] and row in before[0] and other in after[0]
     )
-    cols = [c.name for c in dossiers.c]
-    assert not differ, [[(n, a, b) for n, a, b in zip(cols, r, o) if a != b] for r, o in differ]
+    # Which columns of which dossier differ, step by step against rebuilt.
+    columns = [c.name for c in dossiers.c]
+    assert not differ, [
+        (row[0], [(n, a, b) for n, a, b in zip(columns, row, other, strict=True) if a != b])
+        for row, other in differ
+    ]
     assert after == before
 
 
