@@ -191,7 +191,7 @@ def use_procedures(procedures: Iterable[Procedure]) -> None:
             continue
         if procedure.code in chosen:
             raise CatalogueError(f"procedure {procedure.code} given twice", code=procedure.code)
-        problem = _check_procedure(procedure, catalogue.units)
+        problem = check_procedure(procedure, catalogue.units)
         if problem is not None:
             field, rule = problem
             raise CatalogueError(
@@ -438,7 +438,7 @@ def _load_procedures(path: Path, units: Mapping[str, Unit]) -> dict[str, Procedu
                 "code",
                 f"duplicate procedure code, already at entry {index_of_code[procedure.code]}",
             )
-        problem = _check_procedure(procedure, units)
+        problem = check_procedure(procedure, units)
         if problem is not None:
             raise _entry_error(file, index, procedure.code, *problem)
         index_of_code[procedure.code] = index
@@ -446,7 +446,7 @@ def _load_procedures(path: Path, units: Mapping[str, Unit]) -> dict[str, Procedu
     return procedures
 
 
-def _check_procedure(p: Procedure, units: Mapping[str, Unit]) -> tuple[str, str] | None:
+def check_procedure(p: Procedure, units: Mapping[str, Unit]) -> tuple[str, str] | None:
     """The first cross-field inconsistency as (field, problem), or None."""
     if p.competent_unit_kind not in _KINDS_FOR_TIER[p.tier]:
         allowed = ", ".join(sorted(_KINDS_FOR_TIER[p.tier]))
@@ -626,7 +626,7 @@ def read_import_file(
             continue
         if cell_errors:
             continue
-        problem = _check_procedure(procedure, units)
+        problem = check_procedure(procedure, units)
         if problem is not None:
             errors.append(ImportRowError(row=row, code=code, field=problem[0], rule=problem[1]))
             continue

@@ -27,7 +27,7 @@ python -m ops tasks claim | release | reassign | delegate | show CODE | escalate
                                           who holds a dossier's task (audited)
 python -m ops sharing open | close | list UNIT
                                           surge sharing of a ward's certification
-python -m ops catalogue import FILE [--dry-run] | export
+python -m ops catalogue import FILE [--dry-run] | export | from-portal SOURCE
                                           the city's procedure catalogue, versioned (audited)
 """
 

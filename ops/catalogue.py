@@ -37,8 +37,9 @@ from domain.catalogue import (
     shipped_catalogue,
     versioned,
 )
-from ops.cli import AsJson, DryRun, Operator, Reason, console, fail, print_json
+from ops.cli import AsJson, DryRun, Operator, Reason, console, errors, fail, print_json
 from ops.errors import OperatorError, check_action
+from ops.portal_catalogue import build_from_portal, import_file, read_portal_records
 from schemas.catalogue import ChangeKind, ImportPlan, Procedure, ProcedureChange
 from store.audit import append_operator_event
 from store.db import engine_for, writing
@@ -189,3 +190,28 @@ def export_command() -> None:
     """Print the catalogue in effect as a CSV import file (a starting point for the city's)."""
     text = asyncio.run(recorded_catalogue_csv(settings().database_url))
     sys.stdout.write(text)
+
+
+@catalogue_app.command("from-portal")
+def from_portal_command(
+    source: Annotated[Path, typer.Argument(help="national portal records, .jsonl")],
+) -> None:
+    """Print catalogue entries built from the national portal's procedure records as a JSON
+    file `ops catalogue import` accepts; codes already in the catalogue and records the rules
+    cannot map are left out, counted by reason on stderr (rules: ops/portal_catalogue.py)."""
+    shipped = shipped_catalogue()
+    try:
+        records = read_portal_records(source)
+    except (CatalogueError, OSError) as err:
+        raise fail(f"ops catalogue from-portal: {err}", 2) from err
+    build = build_from_portal(records, shipped.units, frozenset(shipped.procedures))
+    sys.stdout.write(import_file(build, source))
+    errors.print(
+        f"{source.name}: {len(records)} record(s), {len(build.procedures)} procedure(s)",
+        markup=False,
+        highlight=False,
+    )
+    for reason, count in build.skipped_by_reason().items():
+        errors.print(
+            f"  skipped, {reason}: {count}", markup=False, highlight=False, soft_wrap=True
+        )
