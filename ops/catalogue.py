@@ -212,6 +212,4 @@ def from_portal_command(
         highlight=False,
     )
     for reason, count in build.skipped_by_reason().items():
-        errors.print(
-            f"  skipped, {reason}: {count}", markup=False, highlight=False, soft_wrap=True
-        )
+        errors.print(f"  skipped, {reason}: {count}", markup=False, highlight=False, soft_wrap=True)

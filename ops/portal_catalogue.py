@@ -14,11 +14,11 @@ reason; the reasons are counted on stderr. The rules:
   → ward tier; else skipped: decided by a ministry or central body, or by a provincial body
   Hanoi's units do not hold.
 - deadline: the figure of the direct-filing method ("Trực tiếp"), the one the procedure's
-  published text sets; the online service's figure only chooses among several (stages or
-  cases: the one it also gives), as it disagrees with the procedure's in some records and
-  many have none. One figure in "ngày làm việc" → that many working days; calendar days
-  ("ngày"), hours, no unit, several figures the online service does not choose among, or a
-  figure the contract cannot hold → skipped.
+  published text sets; the online service's figure only where that method's is blank (0, no
+  unit) or to choose among several (stages or cases: the one it also gives), as it disagrees
+  with the procedure's in some records and many have none. One figure in "ngày làm việc" →
+  that many working days; calendar days ("ngày"), hours, no unit, several figures the online
+  service does not choose among, or a figure the contract cannot hold → skipped.
 - fee: the direct-filing method's fees: none listed → null, marked "lệ phí [?]" in
   legal_basis; all 0 → null (no fee); one amount with no currency → a flat fee in đồng (the
   portal names a currency only for foreign ones); anything else (amounts by case, a foreign
@@ -27,6 +27,9 @@ reason; the reasons are counted on stderr. The rules:
   (the portal marks few as required, so all of them are listed).
 - channels: counter and post where the record has those methods (counter when it has none),
   online where it takes online submission. legal_basis: the record's document codes.
+- a province's own procedure (its legal basis cites its People's Council's resolutions or its
+  People's Committee's decisions) is skipped unless it is Hanoi's (named "(Hà Nội) ..." or
+  decided by a Hanoi body).
 - certification procedures are skipped (their book and same-day rule are set by hand), and so
   are codes the shipped catalogue holds: their hand-entered entries are richer.
 """
@@ -68,6 +71,8 @@ UNCITED_BASIS = "căn cứ pháp lý [?]"
 # The contract's limits on a working-days deadline (schemas.catalogue.WorkingDaysDeadline).
 _MAX_DAYS = 120
 _KIND_MAX_LENGTH = 40
+# A figure the portal left blank.
+_EMPTY_FIGURE = (0.0, "")
 
 
 class _Record(BaseModel):
@@ -182,21 +187,24 @@ def portal_name(name: str) -> str:
 
 def portal_deadline(record: PortalRecord) -> WorkingDaysDeadline | SkipReason:
     """The deadline the record sets for direct filing, or why it gives none the contract holds."""
+    online = record.online_processing
+    online_figure = online and (online.qty, (online.unit or "").strip())
     figures = {
         (m.processing_time_qty, (m.processing_time_unit or "").strip())
         for m in record.methods
         if m.submission_method == DIRECT
-    }
+    } - {_EMPTY_FIGURE, (None, "")}
     if not figures:
-        return SkipReason.NO_DEADLINE
+        # The direct-filing method left blank (0, no unit): the online service's figure.
+        if not online_figure or online_figure in (_EMPTY_FIGURE, (None, "")):
+            return SkipReason.NO_DEADLINE
+        figures = {online_figure}
     if len(figures) > 1:
         # Stages or cases: the one the online service also gives (the decision's, from the
         # complete dossier, where the other is the check at receipt), else none.
-        online = record.online_processing
-        chosen = online and (online.qty, (online.unit or "").strip())
-        if not chosen or chosen not in figures:
+        if not online_figure or online_figure not in figures:
             return SkipReason.SEVERAL_FIGURES
-        figures = {chosen}
+        figures = {online_figure}
     [(qty, unit)] = figures
     if unit == CALENDAR_DAYS:
         return SkipReason.CALENDAR_DAYS
@@ -223,6 +231,7 @@ _PEOPLES_COMMITTEE_NAMES = (
 _PROVINCE_QUALIFIER = re.compile(r"^(?:$|tỉnh\b|cấp tỉnh\b|thành phố\b|tp\b|[-–(])")
 # A province's own text: its People's Council's resolution or its People's Committee's decision.
 _PROVINCIAL_TEXT = re.compile(r"NQ-HĐND|QĐ-UBND")
+_HANOI_PREFIX = "(Hà Nội)"
 _COMMUNE_BODY = re.compile(r"\b(?:xã(?! hội)|phường|cấp xã)\b")
 # A ministry ("Bộ Tài chính", "Cục Lãnh sự - Bộ Ngoại giao"), not a province's military
 # command ("Bộ Chỉ huy Quân sự tỉnh").
@@ -283,6 +292,14 @@ def competent_tier(
 
 
 _LIST_MARKER = re.compile(r"^\s*(?:[a-zA-Zđ]|\d{1,2})[.)]\s+")
+
+
+def _is_hanoi(record: PortalRecord) -> bool:
+    """Hanoi's own procedure: the portal prefixes its name with "(Hà Nội)" or names a Hanoi
+    body as the agency."""
+    return record.name.lstrip().startswith(_HANOI_PREFIX) or "hà nội" in _folded(
+        record.executing_agency or ""
+    )
 
 
 def document_kind(name: str) -> str:
@@ -349,7 +366,7 @@ def procedure_from_portal(record: PortalRecord, units: Mapping[str, Unit]) -> Pr
     if _folded(record.domain or "") == "chứng thực":
         return Skipped(code=record.code, reason=SkipReason.CERTIFICATION)
     local = [c for c in record.legal_basis if _PROVINCIAL_TEXT.search(c)]
-    if local:
+    if local and not _is_hanoi(record):
         return Skipped(code=record.code, reason=SkipReason.LOCAL, detail="; ".join(local))
     decided = competent_tier(record, units)
     if isinstance(decided, SkipReason):

@@ -127,6 +127,17 @@ def test_a_deadline_the_contract_cannot_hold_is_skipped(
     assert _skipped(record) is expected
 
 
+def test_the_online_service_fills_a_blank_direct_filing_figure() -> None:
+    blank = [_method("Trực tiếp", 0.0, ""), _method("Bưu chính", 0.0, "")]
+    record = _record(methods=blank, online_processing={"qty": 10.0, "unit": WD})
+    assert portal_deadline(record) == WorkingDaysDeadline(days=10)
+    in_days = _record(methods=blank, online_processing={"qty": 35.0, "unit": "ngày"})
+    assert portal_deadline(in_days) is SkipReason.CALENDAR_DAYS
+    nothing = _record(methods=blank, online_processing={"qty": 0.0, "unit": ""})
+    assert portal_deadline(nothing) is SkipReason.NO_DEADLINE
+    assert portal_deadline(_record(methods=blank, online_processing=None)) is SkipReason.NO_DEADLINE
+
+
 def test_the_online_service_chooses_among_stages() -> None:
     # Check at receipt within 1 working day, decision within 2 from the complete dossier.
     record = _record(
@@ -206,6 +217,16 @@ def test_another_provinces_own_procedure_and_certification_are_skipped() -> None
     local = _record(legal_basis=["60/2014/QH13", "30/2025/NQ-HĐND"])
     assert _skipped(local) is SkipReason.LOCAL
     assert _skipped(_record(legal_basis=["81/2026/QĐ-UBND"])) is SkipReason.LOCAL
+    # Hanoi's own procedures stay, with the city's texts as their basis.
+    hanoi = _build(_record(name="(Hà Nội) Đăng ký biến động", legal_basis=["33/2026/QĐ-UBND"]))
+    assert hanoi.name == "(Hà Nội) Đăng ký biến động"
+    assert hanoi.legal_basis.startswith("33/2026/QĐ-UBND")
+    by_hanoi = _record(
+        agency_levels="Tỉnh",
+        executing_agency="Sở Văn hóa và Thể thao Thành phố Hà Nội",
+        legal_basis=["12/2026/QĐ-UBND"],
+    )
+    assert _build(by_hanoi).competent_department == "so-van-hoa-the-thao"
     assert _skipped(_record(domain="Chứng thực")) is SkipReason.CERTIFICATION
     assert _skipped(_record(documents=[])) is SkipReason.NO_DOCUMENTS
 
