@@ -204,7 +204,8 @@ def from_portal_command(
         records = read_portal_records(source)
     except (CatalogueError, OSError) as err:
         raise fail(f"ops catalogue from-portal: {err}", 2) from err
-    build = build_from_portal(records, shipped.units, frozenset(shipped.procedures))
+    held = frozenset(shipped.procedures) | frozenset(shipped.retired)
+    build = build_from_portal(records, shipped.units, held)
     sys.stdout.write(import_file(build, source))
     errors.print(
         f"{source.name}: {len(records)} record(s), {len(build.procedures)} procedure(s)",

@@ -138,7 +138,7 @@ class SkipReason(StrEnum):
     NO_DOCUMENTS = "no documents listed"
     CERTIFICATION = "certification (book and same-day rule set by hand)"
     LOCAL = "another province's own procedure (its council's or committee's texts)"
-    SHIPPED = "already in the catalogue"
+    SHIPPED = "already in the catalogue, or retired from it"
     INVALID = "fails the catalogue's validation"
 
 
@@ -220,15 +220,24 @@ def portal_deadline(record: PortalRecord) -> WorkingDaysDeadline | SkipReason:
 _PEOPLES_COMMITTEE_OFFICE = "van-phong-ubnd-thanh-pho"
 _PEOPLES_COMMITTEE_NAMES = (
     "ủy ban nhân dân",
-    "uỷ ban nhân dân",
     "ubnd",
     "chủ tịch ủy ban nhân dân",
-    "chủ tịch uỷ ban nhân dân",
     "chủ tịch ubnd",
 )
-# What may follow a department's name when the portal names another province's: nothing,
-# the province, or a dash or bracket before it.
-_PROVINCE_QUALIFIER = re.compile(r"^(?:$|tỉnh\b|cấp tỉnh\b|thành phố\b|tp\b|[-–(])")
+# Provincial bodies the portal names that are other departments in Hanoi. Other provinces'
+# department of culture, sports and tourism is two in Hanoi: Sở Du lịch for tourism fields,
+# Sở Văn hóa và Thể thao for the rest (and for sports, which the portal also gives as the
+# province's "specialised body for sports").
+_CULTURE_AND_SPORTS = "so-van-hoa-the-thao"
+_TOURISM = "so-du-lich"
+_OTHER_NAMES = {
+    "sở văn hóa, thể thao và du lịch": _CULTURE_AND_SPORTS,
+    "cơ quan chuyên môn về thể dục, thể thao thuộc ủy ban nhân dân cấp tỉnh": _CULTURE_AND_SPORTS,
+}
+_TOURISM_FIELD = re.compile(r"du lịch|lữ hành")
+# What may follow a department's name: nothing, the next agency, or a province (another
+# province's department: "Sở Xây dựng tỉnh X", "Sở Xây dựng - TP.HCM").
+_PROVINCE_QUALIFIER = re.compile(r"^(?:$|[,;]|tỉnh\b|cấp tỉnh\b|thành phố\b|tp\b|[-–(])")
 # A province's own text: its People's Council's resolution or its People's Committee's decision.
 _PROVINCIAL_TEXT = re.compile(r"NQ-HĐND|QĐ-UBND")
 _HANOI_PREFIX = "(Hà Nội)"
@@ -238,10 +247,18 @@ _COMMUNE_BODY = re.compile(r"\b(?:xã(?! hội)|phường|cấp xã)\b")
 _CENTRAL_BODY = re.compile(
     r"(?:^|- )(?:bộ (?!chỉ huy)|cục |tổng cục )|trung ương|chính phủ|thủ tướng"
 )
+# The old placement of the tone mark ("hoá", "Uỷ") as the new ("hóa", "Ủy"), so names compare.
+_OLD_TONE_PAIRS = tuple(
+    zip(
+        ("oá", "oà", "oả", "oã", "oạ", "oé", "oè", "oẻ", "oẽ", "oẹ", "uý", "uỳ", "uỷ", "uỹ", "uỵ"),
+        ("óa", "òa", "ỏa", "õa", "ọa", "óe", "òe", "ỏe", "õe", "ọe", "úy", "ùy", "ủy", "ũy", "ụy"),
+        strict=True,
+    )
+)
 
 
 def department_names(units: Mapping[str, Unit]) -> dict[str, str]:
-    """The name the portal would give each city department (lower case) → its unit code."""
+    """The names the portal gives each city department (folded) → its unit code."""
     names: dict[str, str] = {}
     for unit in units.values():
         if unit.kind is not UnitKind.CITY_DEPARTMENT:
@@ -249,25 +266,40 @@ def department_names(units: Mapping[str, Unit]) -> dict[str, str]:
         base = re.split(r" (?:thành phố )?Hà Nội\b", unit.name)[0]
         names[_folded(base)] = unit.code
     if _PEOPLES_COMMITTEE_OFFICE in units:
-        for name in _PEOPLES_COMMITTEE_NAMES:
-            names[name] = _PEOPLES_COMMITTEE_OFFICE
+        names |= dict.fromkeys(_PEOPLES_COMMITTEE_NAMES, _PEOPLES_COMMITTEE_OFFICE)
+    names |= {name: code for name, code in _OTHER_NAMES.items() if code in units}
     return names
 
 
 def _folded(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+    folded = " ".join(unicodedata.normalize("NFC", text).casefold().split())
+    for old, new in _OLD_TONE_PAIRS:
+        folded = folded.replace(old, new)
+    return folded
 
 
 def _agencies(record: PortalRecord) -> list[str]:
     return [_folded(a) for a in re.split(r"[,;]", record.executing_agency or "") if a.strip()]
 
 
-def _department(agency: str, names: Mapping[str, str]) -> str | None:
+def _department(record: PortalRecord, names: Mapping[str, str]) -> str | None:
+    """The first city department the record's agency text names, where a name begins the
+    text or follows a comma."""
+    text = _folded(record.executing_agency or "")
+    found: list[tuple[int, str]] = []
     # Longest name first, so "chủ tịch ủy ban nhân dân" is tried before "ủy ban nhân dân".
     for name in sorted(names, key=len, reverse=True):
-        if agency.startswith(name) and _PROVINCE_QUALIFIER.match(agency[len(name) :].strip()):
-            return names[name]
-    return None
+        for match in re.finditer(re.escape(name), text):
+            start, end = match.span()
+            begins = start == 0 or text[:start].rstrip().endswith((",", ";"))
+            if begins and _PROVINCE_QUALIFIER.match(text[end:].strip()):
+                found.append((start, names[name]))
+    if not found:
+        return None
+    code = min(found)[1]
+    if code == _CULTURE_AND_SPORTS and _TOURISM_FIELD.search(_folded(record.domain or "")):
+        return _TOURISM
+    return code
 
 
 def competent_tier(
@@ -277,11 +309,9 @@ def competent_tier(
     levels = {level.strip() for level in (record.agency_levels or "").split(",")}
     agencies = _agencies(record)
     if PROVINCE_LEVEL in levels:
-        names = department_names(units)
-        for agency in agencies:
-            department = _department(agency, names)
-            if department is not None:
-                return Tier.CITY, department
+        department = _department(record, department_names(units))
+        if department is not None:
+            return Tier.CITY, department
     if COMMUNE_LEVEL in levels and (not agencies or any(_COMMUNE_BODY.search(a) for a in agencies)):
         return Tier.WARD, None
     if not levels & {PROVINCE_LEVEL, COMMUNE_LEVEL} or (
@@ -409,7 +439,8 @@ def procedure_from_portal(record: PortalRecord, units: Mapping[str, Unit]) -> Pr
 def build_from_portal(
     records: Iterable[PortalRecord], units: Mapping[str, Unit], shipped: Collection[str] = ()
 ) -> PortalBuild:
-    """Every record mapped or skipped, codes the catalogue already `shipped` left out."""
+    """Every record mapped or skipped, codes the catalogue already holds (`shipped`, with its
+    retired ones) left out."""
     procedures: list[Procedure] = []
     skipped: list[Skipped] = []
     seen: set[str] = set()

@@ -160,6 +160,14 @@ def test_the_online_service_chooses_among_stages() -> None:
         ("Tỉnh", "Công an tỉnh", "cong-an-thanh-pho"),
         ("Tỉnh", "Chủ tịch ủy ban nhân dân cấp tỉnh", "van-phong-ubnd-thanh-pho"),
         ("Tỉnh", "Ủy ban nhân dân cấp tỉnh", "van-phong-ubnd-thanh-pho"),
+        ("Tỉnh", "Uỷ ban nhân dân tỉnh", "van-phong-ubnd-thanh-pho"),
+        # Other provinces' department of culture, sports and tourism; their body for sports.
+        ("Tỉnh", "Sở Văn hoá, Thể thao và Du lịch", "so-van-hoa-the-thao"),
+        (
+            "Tỉnh",
+            "Cơ quan chuyên môn về thể dục, thể thao thuộc Ủy ban nhân dân cấp tỉnh",
+            "so-van-hoa-the-thao",
+        ),
     ],
 )
 def test_a_named_city_department_decides_city_tier(
@@ -169,6 +177,13 @@ def test_a_named_city_department_decides_city_tier(
     assert procedure.tier is Tier.CITY
     assert procedure.competent_unit_kind is UnitKind.CITY_DEPARTMENT
     assert procedure.competent_department == department
+
+
+def test_tourism_goes_to_the_tourism_department() -> None:
+    record = _record(
+        domain="Lữ hành", agency_levels="Tỉnh", executing_agency="Sở Văn hóa, Thể thao và Du lịch"
+    )
+    assert _build(record).competent_department == "so-du-lich"
 
 
 @pytest.mark.parametrize(
@@ -203,8 +218,10 @@ def test_a_commune_body_decides_ward_tier(levels: str, agency: str) -> None:
         ("Tỉnh", "Bộ Chỉ huy Quân sự tỉnh", SkipReason.NO_UNIT),
         ("Tỉnh", "Trung tâm Dịch vụ việc làm", SkipReason.NO_UNIT),
         ("Tỉnh", "", SkipReason.NO_UNIT),
-        # A commune's police is not the city's.
+        # A commune's police is not the city's, a department's centre not the department.
         ("Tỉnh", "Công an xã", SkipReason.NO_UNIT),
+        ("Tỉnh", "Trung tâm thuộc Sở Nội vụ", SkipReason.NO_UNIT),
+        ("Tỉnh", "Bảo hiểm xã hội tỉnh", SkipReason.NO_UNIT),
     ],
 )
 def test_what_no_hanoi_unit_decides_is_skipped(
