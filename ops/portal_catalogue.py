@@ -20,9 +20,10 @@ reason; the reasons are counted on stderr. The rules:
   that many working days; calendar days ("ngày"), hours, no unit, several figures the online
   service does not choose among, or a figure the contract cannot hold → skipped.
 - fee: the direct-filing method's fees: none listed → null, marked "lệ phí [?]" in
-  legal_basis; all 0 → null (no fee); one amount with no currency → a flat fee in đồng (the
-  portal names a currency only for foreign ones); anything else (amounts by case, a foreign
-  currency) → null, marked "lệ phí [?]".
+  legal_basis; all 0 → null (no fee); one amount in đồng (the portal's currency id for đồng,
+  or no currency and the same amount written "N đồng" in its text) → a flat fee; anything
+  else (amounts by case, a foreign currency, a figure its text contradicts) → null, marked
+  "lệ phí [?]".
 - documents: the checklist of the first case, each with an ASCII slug of its name as kind
   (the portal marks few as required, so all of them are listed).
 - channels: counter and post where the record has those methods (counter when it has none),
@@ -364,18 +365,37 @@ def required_documents(record: PortalRecord) -> tuple[RequiredDocument, ...]:
     return tuple(documents)
 
 
+# The portal's currency id for đồng: the one whose fee texts say "đồng" (another, used for
+# consular fees, never does).
+VND_CURRENCY = "019b3fb2-b5b8-70ac-85e2-9409ec1eaffa"
+_DONG_AMOUNT = re.compile(r"(\d{1,3}(?:\.\d{3})+|\d+)\s*(?:đồng|đ\b)")
+
+
+def _amount_vnd(fee: PortalFee) -> int | None:
+    """The fee in đồng: its amount when in the đồng currency; without a currency, only when
+    its text writes that same amount in đồng (the figure alone misreads "500.000" as 500)."""
+    amount = fee.amount_value or 0
+    if amount != int(amount):
+        return None
+    if fee.currency_id == VND_CURRENCY:
+        return int(amount)
+    if fee.currency_id:
+        return None
+    written = {int(n.replace(".", "")) for n in _DONG_AMOUNT.findall(fee.amount_text or "")}
+    return int(amount) if written == {int(amount)} else None
+
+
 def portal_fee(record: PortalRecord) -> tuple[FlatFee | None, bool]:
     """(fee, confirmed): the direct-filing method's fee as the contract holds it."""
     fees = [f for f in record.fees if f.submission_method in (DIRECT, None)] or list(record.fees)
     if not fees:
         return None, False
-    amounts = {f.amount_value or 0 for f in fees}
-    if amounts == {0}:
+    if all(not f.amount_value for f in fees):
         return None, True
-    if len(amounts) == 1 and all(not f.currency_id for f in fees):
+    amounts = {_amount_vnd(f) for f in fees}
+    if len(amounts) == 1 and None not in amounts:
         [amount] = amounts
-        if amount == int(amount):
-            return FlatFee(amount_vnd=int(amount)), True
+        return FlatFee(amount_vnd=amount or 0), True
     return None, False
 
 

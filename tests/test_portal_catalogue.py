@@ -16,6 +16,7 @@ from ops.__main__ import app
 from ops.portal_catalogue import (
     UNCITED_BASIS,
     UNCONFIRMED_FEE,
+    VND_CURRENCY,
     PortalRecord,
     Skipped,
     SkipReason,
@@ -249,11 +250,16 @@ def test_another_provinces_own_procedure_and_certification_are_skipped() -> None
 
 
 # --- fee, documents, channels, legal basis ---------------------------------------------------
-def _fee(amount: float, how: str = "Trực tiếp", currency: str = "") -> dict[str, Any]:
+USD = "019b3fb2-dee2-76ab-aa53-22d4d903a2bb"
+
+
+def _fee(
+    amount: float, how: str = "Trực tiếp", currency: str = VND_CURRENCY, text: str = ""
+) -> dict[str, Any]:
     return {
         "fee_type": "FEE",
         "amount_value": amount,
-        "amount_text": "",
+        "amount_text": text,
         "currency_id": currency,
         "submission_method": how,
     }
@@ -266,8 +272,17 @@ def _fee(amount: float, how: str = "Trực tiếp", currency: str = "") -> dict[
         ([_fee(0), _fee(0, "Bưu chính")], None, False),  # stated: no fee
         ([_fee(50000), _fee(50000, "Bưu chính")], FlatFee(amount_vnd=50000), False),
         ([_fee(50000), _fee(100000)], None, True),  # amounts by case
-        ([_fee(25, currency="019b3fb2-dee2-76ab-aa53-22d4d903a2bb")], None, True),
+        ([_fee(25, currency=USD)], None, True),
         ([_fee(0), _fee(30000, "Bưu chính")], None, False),  # direct filing's own fee
+        # No currency: the amount only where its text writes it in đồng.
+        (
+            [_fee(35000000, currency="", text="35.000.000 đồng/lần")],
+            FlatFee(amount_vnd=35000000),
+            False,
+        ),
+        ([_fee(500, currency="", text="là 500.000 đồng/giấy.")], None, True),
+        ([_fee(15, currency="", text="Đăng ký lại khai sinh")], None, True),
+        ([_fee(0, currency=""), _fee(0, currency="")], None, False),
     ],
 )
 def test_fee_from_the_direct_filing_method(
