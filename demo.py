@@ -339,9 +339,13 @@ async def let_it_wait(
     now = await players.clock.get_current_time(lane)
     # Only the lane's clock moves: the dossier's own steps (the hand-over) keep the real one.
     ahead = max(due - now, timedelta(0)) + timedelta(minutes=1)
-    await asyncio.wait_for(
-        players.clock.fast_forward(lane, ahead), max(players.deadline - time.monotonic(), 1)
-    )
+    try:
+        await asyncio.wait_for(
+            players.clock.fast_forward(lane, ahead), max(players.deadline - time.monotonic(), 1)
+        )
+    except TimeoutError:
+        players.notes.append(f"escalation: {code} NOT escalated: the lane's clock did not move")
+        return False
     while time.monotonic() < players.deadline:
         entries = await patiently(
             partial(dossiers.timeline, players.client, players.database_url, code)
