@@ -1,6 +1,12 @@
 """The demo of `starter.py demo`: sample dossiers filed, the officers played until each one
 closes, one row per dossier, and the read model and the audit chains checked against them.
 
+Two dossiers show officers covering for each other, worked through the HTTP API with a key per
+unit as a counter's software works them: a task left waiting past its unit's threshold (the
+lane's own timer, its clock fast-forwarded over the working day) goes up to the leader, who
+reassigns it and later delegates the approval; and a ward in a surge shares a certification
+task with a neighbouring ward's certifier.
+
 The demo is a client like the counter software: under load the server may answer a call
 with "unavailable", "deadline exceeded" or "resource exhausted", and the demo calls again
 after a pause, a bounded number of times, instead of leaving its dossiers without officers.
@@ -14,21 +20,24 @@ import hashlib
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from bootstrap import connect
 from config import settings
-from domain.calendar import HANOI
+from domain import escalation, lanes
+from domain.calendar import HANOI, default_calendar
 from domain.catalogue import default_catalogue
 from embedded import embedded
 from ops.audit import verify
@@ -64,8 +73,9 @@ from schemas.dossier import (
     SubmittedDocument,
 )
 from schemas.lifecycle import TimelineStep
-from schemas.statuses import Stage
-from services import dossiers, sharing
+from schemas.statuses import Role, Stage
+from services import dossiers
+from store import api_keys
 from store.db import dispose_all, engine_for
 from store.startup import prepare_database
 from store.tables import dossiers as dossier_rows
@@ -95,6 +105,10 @@ TRANSIENT = frozenset(
 )
 
 
+class ApiBusy(Exception):
+    """The HTTP API answered 503 (Temporal or the database not answering) or 429."""
+
+
 async def patiently(call: Callable[[], Awaitable[T]], backoff: Backoff = BACKOFF) -> T:
     """`call`, again after a doubling pause while the server answers with a transient
     status; any other error, and the last transient one, is raised."""
@@ -105,9 +119,106 @@ async def patiently(call: Callable[[], Awaitable[T]], backoff: Backoff = BACKOFF
         except RPCError as err:
             if err.status not in TRANSIENT or attempt == backoff.attempts:
                 raise
+        except ApiBusy:
+            if attempt == backoff.attempts:
+                raise
         await asyncio.sleep(pause)
         pause = min(pause * 2, backoff.longest_seconds)
     raise AssertionError("unreachable")
+
+
+# --- the counter software: the HTTP API, a key per unit ------------------------------------------
+@dataclass
+class CounterSoftware:
+    """How the showcase dossiers are worked: the API the one-stop-shop software calls, each
+    step with the key of the officer's unit (a neighbour's certifier with its own ward's key,
+    so the engine resolves the sharing as it does for any counter)."""
+
+    http: httpx.AsyncClient
+    keys: dict[str, str]
+
+    async def call(self, unit: str, path: str, body: BaseModel) -> httpx.Response:
+        answer = await self.http.post(
+            path,
+            content=body.model_dump_json(exclude_none=True),
+            headers={
+                "Authorization": f"Bearer {self.keys[unit]}",
+                "Content-Type": "application/json",
+            },
+        )
+        if answer.status_code in (429, 503):
+            raise ApiBusy(f"{path}: {answer.status_code}")
+        if answer.status_code == 409:
+            raise dossiers.ActionRefused(answer.json().get("detail", answer.text))
+        if answer.is_error:
+            raise RuntimeError(f"{path}: {answer.status_code} {answer.text}")
+        return answer
+
+    async def act(self, code: str, action: Action, step: Step) -> None:
+        await self.call(step.officer.unit, f"/v1/dossiers/{code}/actions/{action.value}", step)
+
+    async def open_sharing(self, unit: str, opening: SharingOpening) -> int:
+        answer = await self.call(unit, f"/v1/units/{unit}/certification-sharing", opening)
+        grants: list[dict[str, Any]] = answer.json()["items"]
+        return int(grants[0]["id"])
+
+    async def close_sharing(self, unit: str, closing: SharingClosing) -> None:
+        await self.call(unit, f"/v1/units/{unit}/certification-sharing/close", closing)
+
+
+@asynccontextmanager
+async def counter_software(
+    api_url: str, database_url: str, units: list[str]
+) -> AsyncIterator[CounterSoftware]:
+    """A key for each of `units` (every role), issued for this run and revoked after it."""
+    run = uuid.uuid4().hex[:8]
+    issued: list[str] = []
+    keys: dict[str, str] = {}
+    try:
+        for unit in units:
+            system = f"{DEMO_SYSTEM}-{run}-{unit}"
+            key = await api_keys.issue(database_url, system, [unit], [r.value for r in Role])
+            issued.append(system)
+            keys[unit] = key.key
+        async with httpx.AsyncClient(base_url=api_url, timeout=60) as http:
+            yield CounterSoftware(http=http, keys=keys)
+    finally:
+        for system in issued:
+            await api_keys.revoke(database_url, system)
+
+
+class WorkflowClock(Protocol):
+    """A server that fast-forwards one workflow's clock (per-workflow time skipping)."""
+
+    async def get_current_time(self, handle: WorkflowHandle[Any, Any]) -> datetime: ...
+
+    async def fast_forward(
+        self, handle: WorkflowHandle[Any, Any], duration: timedelta | float | None = None, /
+    ) -> bool: ...
+
+
+Act = Callable[[str, Action, Step], Awaitable[object]]
+
+
+@dataclass
+class Players:
+    """What the demo's officers work with."""
+
+    client: Client
+    database_url: str
+    counter: CounterSoftware
+    # None on a server without time skipping (`make run`'s): the escalation is not shown.
+    clock: WorkflowClock | None
+    deadline: float
+    refuse_next_signature: Callable[[], Awaitable[bool]]
+    notes: list[str] = field(default_factory=list)
+
+    def act_for(self, index: int) -> Act:
+        """The showcase dossiers go through the HTTP API; the others through the engine's
+        service, as the API itself calls it."""
+        if index in (TASK_HOLDING, SURGE_SHARING):
+            return self.counter.act
+        return partial(dossiers.act, self.client, self.database_url)
 
 
 # --- officers, played by the demo ----------------------------------------------------------------
@@ -161,9 +272,11 @@ CITY_CENTRE = 2  # a city-tier procedure received at the city's service centre
 SECOND_REQUEST = 14  # a second supplement request, refused (Decree 61/2018 art. 19(4))
 PAPER_SIGNATURE = 6  # the signing service refuses its result: signed on paper
 CITY_CENTRE_UNIT = "trung-tam-phvhcc"
-# Who holds a task: a claim that reserves, a release, the leader's reassignment, then the
-# leader's approval delegated to a deputy (a ward-tier dossier decided where it was filed).
-TASK_HOLDING = 0
+# Who holds a task: a claim that reserves, a release, the task left waiting past the unit's
+# threshold and escalated, the leader's reassignment, then the leader's approval delegated to
+# a deputy (a ward-tier dossier of 3 working days, decided where it was filed: the threshold,
+# one working day, falls well before its due date).
+TASK_HOLDING = 12
 # A surge: the ward shares this certification dossier's lane with a neighbour, whose
 # certifier certifies it for the ward; then the sharing is closed.
 SURGE_SHARING = 1
@@ -171,53 +284,97 @@ SURGE_NEIGHBOUR = "hoan-kiem"
 
 
 async def show_task_holding(
-    client: Client, database_url: str, code: str, awaited: AwaitedAction, notes: list[str]
+    players: Players, code: str, awaited: AwaitedAction, view: DossierView
 ) -> None:
-    """A claim reserves the task: a colleague is refused; released, then reassigned."""
+    """A claim reserves the task: a colleague is refused. Released, it waits in the unit's
+    inbox past the threshold, is escalated, and the leader reassigns it."""
     unit = awaited.unit
     holder = officer(awaited.role, unit)
     colleague = holder.model_copy(update={"officer_id": f"{unit}.{awaited.role}.2"})
     leader = officer("leader", unit)
+    take = players.counter.act
 
-    async def take(action: Action, step: Step) -> None:
-        await patiently(partial(dossiers.act, client, database_url, code, action, step))
-
-    await take(Action.CLAIM, Claim(officer=holder))
+    await patiently(partial(take, code, Action.CLAIM, Claim(officer=holder)))
     try:
-        await take(
-            Action.APPRAISE, Appraisal(officer=colleague, recommendation=Recommendation.APPROVE)
-        )
+        appraisal = Appraisal(officer=colleague, recommendation=Recommendation.APPROVE)
+        await patiently(partial(take, code, Action.APPRAISE, appraisal))
         refused = "NOT refused"
     except dossiers.ActionRefused as err:
         refused = f"refused: {err}"
-    await take(Action.RELEASE, Release(officer=holder, reason=ReleaseReason.WORKLOAD))
-    await take(
-        Action.REASSIGN,
-        Reassignment(
-            officer=leader,
-            task=Action.APPRAISE,
-            to=holder.officer_id,
-            reason=ReassignReason.ASSIGNMENT,
-        ),
-    )
-    notes.append(
+    release = Release(officer=holder, reason=ReleaseReason.ABSENT)
+    await patiently(partial(take, code, Action.RELEASE, release))
+    players.notes.append(
         f"claim: {code} appraise claimed by {holder.officer_id}; {colleague.officer_id} "
-        f"{refused}; released, then reassigned by {leader.officer_id} to {holder.officer_id}"
+        f"{refused}; released by {holder.officer_id} (absent)"
+    )
+    escalated = await let_it_wait(players, code, awaited, view)
+    reassignment = Reassignment(
+        officer=leader,
+        task=Action.APPRAISE,
+        to=colleague.officer_id,
+        reason=ReassignReason.ESCALATED if escalated else ReassignReason.ASSIGNMENT,
+    )
+    await patiently(partial(take, code, Action.REASSIGN, reassignment))
+    players.notes.append(
+        f"reassignment: {code} appraise reassigned by {leader.officer_id} to "
+        f"{colleague.officer_id} ({reassignment.reason.value})"
     )
 
 
-async def show_delegation(
-    client: Client, database_url: str, code: str, awaited: AwaitedAction, notes: list[str]
-) -> None:
+async def let_it_wait(
+    players: Players, code: str, awaited: AwaitedAction, view: DossierView
+) -> bool:
+    """Nobody takes the task: the lane's clock is fast-forwarded to just past the unit's
+    threshold (working hours on the legal calendar), and the lane's own timer escalates it.
+    True once the dossier's timeline says so."""
+    if players.clock is None:
+        players.notes.append(
+            f"escalation: not shown for {code}: this Temporal server does not fast-forward a "
+            "workflow's clock, and the threshold is working hours away"
+        )
+        return False
+    hours = escalation.threshold_hours(default_catalogue().unit(awaited.unit))
+    due = default_calendar().add_working_seconds(awaited.since, hours * 3600)
+    lane = players.client.get_workflow_handle(lanes.lane_workflow_id(code, view.lane.value))
+    now = await players.clock.get_current_time(lane)
+    # Only the lane's clock moves: the dossier's own steps (the hand-over) keep the real one.
+    ahead = max(due - now, timedelta(0)) + timedelta(minutes=1)
+    try:
+        await asyncio.wait_for(
+            players.clock.fast_forward(lane, ahead), max(players.deadline - time.monotonic(), 1)
+        )
+    except TimeoutError:
+        players.notes.append(f"escalation: {code} NOT escalated: the lane's clock did not move")
+        return False
+    while time.monotonic() < players.deadline:
+        entries = await patiently(
+            partial(dossiers.timeline, players.client, players.database_url, code)
+        )
+        step = next((e for e in entries if e.step == TimelineStep.ESCALATED.value), None)
+        if step is not None:
+            players.notes.append(
+                f"escalation: {code} appraise waiting at {awaited.unit} since "
+                f"{hanoi(awaited.since)}, escalated to its leader at {hanoi(step.at)} (over "
+                f"{hours} working hours; the demo fast-forwards this lane's clock)"
+            )
+            return True
+        await asyncio.sleep(OFFICER_POLL_SECONDS)
+    players.notes.append(f"escalation: {code} NOT escalated")
+    return False
+
+
+async def show_delegation(players: Players, code: str, awaited: AwaitedAction) -> None:
     """The leader is away: the approval goes to a deputy, who approves in the leader's place."""
     leader = officer("leader", awaited.unit)
     deputy = f"{awaited.unit}.leader.2"
     step = Delegation(officer=leader, task=Action.APPROVE, to=deputy, reason=ReassignReason.ABSENT)
-    await patiently(partial(dossiers.act, client, database_url, code, Action.DELEGATE, step))
-    notes.append(f"delegation: {code} approval delegated by {leader.officer_id} to {deputy}")
+    await patiently(partial(players.counter.act, code, Action.DELEGATE, step))
+    players.notes.append(
+        f"delegation: {code} approval delegated by {leader.officer_id} to {deputy}"
+    )
 
 
-async def open_surge_sharing(database_url: str, unit: str) -> int:
+async def open_surge_sharing(players: Players, unit: str) -> int:
     """The ward's leader opens its certification lane to the neighbour for an hour."""
     opening = SharingOpening(
         officer=officer("leader", unit),
@@ -225,31 +382,22 @@ async def open_surge_sharing(database_url: str, unit: str) -> int:
         until=datetime.now(HANOI) + timedelta(hours=1),
         reason="demo: a surge of certified copies",
     )
-    [grant] = await sharing.open_sharing(
-        database_url, default_catalogue(), unit, opening, recorded_by=DEMO_SYSTEM
-    )
-    return grant.id
+    return await patiently(partial(players.counter.open_sharing, unit, opening))
 
 
-async def close_surge_sharing(database_url: str, unit: str) -> None:
+async def close_surge_sharing(players: Players, unit: str) -> None:
     closing = SharingClosing(officer=officer("leader", unit), reason="demo: surge over")
-    await sharing.close_sharing(database_url, unit, closing)
+    await patiently(partial(players.counter.close_sharing, unit, closing))
 
 
-async def play_officers(
-    client: Client,
-    database_url: str,
-    index: int,
-    code: str,
-    deadline: float,
-    notes: list[str],
-    refuse_next_signature: Callable[[], Awaitable[bool]],
-) -> DossierView:
+async def play_officers(players: Players, index: int, code: str) -> DossierView:
     asked = supplied = tried_again = fault_set = shown = delegated = False
     grant: int | None = None
+    act = players.act_for(index)
+    notes = players.notes
     while True:
-        view = await patiently(partial(dossiers.status, client, database_url, code))
-        if view.stage is Stage.CLOSED or time.monotonic() > deadline:
+        view = await patiently(partial(dossiers.status, players.client, players.database_url, code))
+        if view.stage is Stage.CLOSED or time.monotonic() > players.deadline:
             return view
         awaited = [a for a in view.awaiting if a.action != Action.WITHDRAW.value]
         if not awaited:
@@ -258,15 +406,15 @@ async def play_officers(
         task = awaited[0]
         if index == TASK_HOLDING and not shown and task.action == Action.APPRAISE.value:
             shown = True
-            await show_task_holding(client, database_url, code, task, notes)
+            await show_task_holding(players, code, task, view)
             continue
         if index == TASK_HOLDING and task.action == Action.APPROVE.value and not delegated:
             delegated = True
-            await show_delegation(client, database_url, code, task, notes)
+            await show_delegation(players, code, task)
             continue
         if index == SURGE_SHARING and task.action == Action.CERTIFY.value:
             if grant is None:
-                grant = await open_surge_sharing(database_url, task.unit)
+                grant = await open_surge_sharing(players, task.unit)
             # The neighbour's certifier takes it, for the ward.
             task = task.model_copy(update={"unit": SURGE_NEIGHBOUR})
         action, step = demo_step(index, task, asked, view.procedure_code)
@@ -279,22 +427,13 @@ async def play_officers(
             tried_again = True
             again = SupplementRequest(officer=step.officer, missing=["birth_certificate"])
             try:
-                await patiently(
-                    partial(
-                        dossiers.act,
-                        client,
-                        database_url,
-                        code,
-                        Action.REQUEST_SUPPLEMENT,
-                        again,
-                    )
-                )
+                await patiently(partial(act, code, Action.REQUEST_SUPPLEMENT, again))
                 notes.append(f"second supplement request: {code} NOT refused")
             except dossiers.ActionRefused as refused:
                 notes.append(f"second supplement request refused: {code}: {refused}")
         if action is Action.APPROVE and index == PAPER_SIGNATURE and not fault_set:
             fault_set = True
-            await refuse_next_signature()
+            await players.refuse_next_signature()
         if action is Action.RECORD_WET_SIGNATURE:
             notes.append(
                 f"paper signature: {code}, signing service refused; recorded by "
@@ -302,13 +441,13 @@ async def play_officers(
             )
         asked = asked or action is Action.REQUEST_SUPPLEMENT
         try:
-            await patiently(partial(dossiers.act, client, database_url, code, action, step))
+            await patiently(partial(act, code, action, step))
         except dossiers.ActionRefused:
             await asyncio.sleep(OFFICER_POLL_SECONDS)
             continue
         supplied = supplied or (asked and action is Action.PROVIDE_SUPPLEMENT)
         if grant is not None and action in (Action.CERTIFY, Action.REFUSE):
-            await close_surge_sharing(database_url, view.competent_unit)
+            await close_surge_sharing(players, view.competent_unit)
             notes.append(
                 f"surge sharing: {code} certified for {view.competent_unit} by "
                 f"{step.officer.officer_id} under its sharing #{grant} with {SURGE_NEIGHBOUR}, "
@@ -350,12 +489,31 @@ async def file_samples(client: Client, count: int, database_url: str) -> list[st
     return codes
 
 
+class DemoRun(BaseModel):
+    """The dossiers the demo filed, in order, and how many closed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    codes: list[str]
+    closed: int
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.closed == len(self.codes) else 1
+
+
 async def run_demo(
-    client: Client, count: int, database_url: str, timeout: float, signing_url: str
-) -> int:
+    client: Client,
+    count: int,
+    database_url: str,
+    timeout: float,
+    signing_url: str,
+    *,
+    api_url: str,
+    clock: WorkflowClock | None,
+) -> DemoRun:
     codes = await file_samples(client, count, database_url)
     deadline = time.monotonic() + timeout
-    notes: list[str] = []
 
     async def refuse_next_signature() -> bool:
         """The signing simulator refuses the next signature, as for an officer without a
@@ -369,12 +527,24 @@ async def run_demo(
             return False
         return answer.status_code == 200
 
-    views = await asyncio.gather(
-        *(
-            play_officers(client, database_url, i, code, deadline, notes, refuse_next_signature)
-            for i, code in enumerate(codes)
-        )
+    # The units the showcase dossiers' officers belong to, each with its counter's key.
+    units = sorted(
+        {demo_submission(i).receiving_unit for i in (TASK_HOLDING, SURGE_SHARING) if i < count}
+        | {SURGE_NEIGHBOUR}
     )
+    async with counter_software(api_url, database_url, units) as counter:
+        players = Players(
+            client=client,
+            database_url=database_url,
+            counter=counter,
+            clock=clock,
+            deadline=deadline,
+            refuse_next_signature=refuse_next_signature,
+        )
+        views = await asyncio.gather(
+            *(play_officers(players, i, code) for i, code in enumerate(codes))
+        )
+    notes = players.notes
     header = (
         "code",
         "procedure",
@@ -426,7 +596,7 @@ async def run_demo(
     await check_read_model(client, database_url, views)
     closed = sum(1 for v in views if v.stage is Stage.CLOSED)
     print(f"demo: {count} submitted, {closed} closed, {count - closed} stuck")
-    return 0 if closed == count else 1
+    return DemoRun(codes=codes, closed=closed)
 
 
 def row_matches(row: Any, view: DossierView) -> bool:
@@ -473,16 +643,27 @@ async def demo(count: int, timeout: float) -> int:
     config = settings()
     try:
         if config.temporal_address:
+            # `make run`'s server and API: its server does not skip time.
             await prepare_database(config.database_url)
             client = await connect(config)
             signing = config.url("signing")
-            return await run_demo(client, count, config.database_url, timeout, signing)
+            api_url = f"http://127.0.0.1:{config.api_port}"
+            run = await run_demo(
+                client, count, config.database_url, timeout, signing, api_url=api_url, clock=None
+            )
+            return run.exit_code
         with tempfile.TemporaryDirectory(prefix="dossier-demo-") as tmp:
             async with embedded(Path(tmp)) as stack:
-                signing = stack.settings.url("signing")
-                return await run_demo(
-                    stack.client, count, stack.settings.database_url, timeout, signing
+                run = await run_demo(
+                    stack.client,
+                    count,
+                    stack.settings.database_url,
+                    timeout,
+                    stack.settings.url("signing"),
+                    api_url=stack.api_url,
+                    clock=stack.time_skipper,
                 )
+                return run.exit_code
     finally:
         # Closed before the interpreter exits: a database thread left running then can
         # abort the process after the report.

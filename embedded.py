@@ -2,8 +2,8 @@
 
 `serve_foreground` is `make run`: the server's state in a file under DATA_DIR (so a restart
 loses no dossier), the Web UI, and the simulators, workers, API and codec server as child
-processes. `embedded` is the demo's: an in-memory server, simulators on free ports and
-in-process workers.
+processes. `embedded` is the demo's: an in-memory server with per-workflow time skipping,
+simulators on free ports, in-process workers and the HTTP API.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 from temporalio.runtime import Runtime
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import TimeSkipper, TimeSkippingConfig, WorkflowEnvironment
 
 import logs
 from activities.http import new_http_client
@@ -43,7 +43,7 @@ from domain import lanes
 from domain.catalogue import default_catalogue
 from samples import sample_submission
 from services import dossiers
-from simulators.process import running_simulators
+from simulators.process import free_ports, running_simulators
 from store.startup import prepare_database
 from workflows import search_attributes as sa
 
@@ -67,9 +67,14 @@ async def start_dev_server(
     runtime: Runtime | None = None,
     codec_endpoint: str | None = None,
     retention: timedelta | None = None,
+    time_skipping: bool = False,
 ) -> WorkflowEnvironment:
     """A dev server with the engine's search attributes and the namespace's retention
-    (TEMPORAL_RETENTION unless stated; the dev server's own default is a day)."""
+    (TEMPORAL_RETENTION unless stated; the dev server's own default is a day); with
+    `time_skipping`, a workflow's clock may be fast-forwarded (`TimeSkipper`)."""
+    extra = ["--ui-codec-endpoint", codec_endpoint] if codec_endpoint else []
+    if time_skipping:
+        extra += ["--dynamic-config-value", "frontend.WorkflowTimeSkippingEnabled=true"]
     env = await WorkflowEnvironment.start_local(
         runtime=runtime,
         data_converter=project_converter(data_dir),
@@ -82,7 +87,7 @@ async def start_dev_server(
         dev_server_startup_timeout=timedelta(seconds=30),
         # The Web UI decodes the encrypted payloads through the codec server, for those who
         # can reach it.
-        dev_server_extra_args=["--ui-codec-endpoint", codec_endpoint] if codec_endpoint else [],
+        dev_server_extra_args=extra,
     )
     await apply_retention(env.client, retention or settings().temporal_retention)
     return env
@@ -92,30 +97,75 @@ async def start_dev_server(
 class Stack:
     client: Client
     settings: Settings
+    api_url: str
+    # Fast-forwards one workflow's clock; the others keep the real one (every workflow starts
+    # without skipping).
+    time_skipper: TimeSkipper
 
 
 @contextlib.asynccontextmanager
 async def embedded(
     data_dir: Path, *, queues: Sequence[str] = lanes.ALL_QUEUES
 ) -> AsyncIterator[Stack]:
-    """An in-memory server, simulators on free ports and in-process workers for `queues`;
-    its state (database, keys, documents) under `data_dir`."""
+    """An in-memory server, simulators on free ports, in-process workers for `queues` and
+    the HTTP API; its state (database, keys, documents) under `data_dir`."""
     warm_up()
-    env = await start_dev_server(data_dir)
+    env = await start_dev_server(data_dir, time_skipping=True)
     try:
         with running_simulators(data_dir / "simulators") as sims:
             config = load_settings(data_dir).model_copy(update={"registry_urls": dict(sims.urls)})
             await prepare_database(config.database_url)
-            client = await connect(config, env.client.service_client.config.target_host)
+            connected = await connect(config, env.client.service_client.config.target_host)
+            skipper = TimeSkipper(connected, config=TimeSkippingConfig(enabled=False))
+            client = skipper.client
             if lanes.ARCHIVE in queues:
                 await schedule_archive(client, config)
             async with (
                 new_http_client(config.registry_urls.values()) as http,
                 serving(client, config, queues, http),
+                serving_api(client, config) as api_url,
             ):
-                yield Stack(client=client, settings=config)
+                yield Stack(client=client, settings=config, api_url=api_url, time_skipper=skipper)
     finally:
         await env.shutdown()
+
+
+@contextlib.asynccontextmanager
+async def serving_api(client: Client, config: Settings) -> AsyncIterator[str]:
+    """The HTTP API (and the console it mounts) in this process on a free port, until the
+    block ends; yields its base URL."""
+    import uvicorn
+
+    from api.app import create_app
+
+    [port] = free_ports(1)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(client, config),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 15
+    async with httpx.AsyncClient(base_url=url) as probe:
+        while True:
+            try:
+                if (await probe.get("/healthz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if task.done() or time.monotonic() > deadline:
+                raise RuntimeError("the API did not start")
+            await asyncio.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        await task
 
 
 # --- `make run`: the whole stack in the foreground --------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from bootstrap import build_workers, warm_up
 from codec import generate_key, project_converter
 from config import Settings, load_settings
 from domain import lanes
+from embedded import serving_api as embedded_api
 from embedded import start_dev_server, temporal_cli
 from metrics import runtime_with_metrics
 from ops.replay import SourcedHistory, replay
@@ -222,37 +222,6 @@ def pytest_report_header() -> str:
 
 @contextlib.asynccontextmanager
 async def serving_api(stack: EngineStack) -> AsyncIterator[str]:
-    """The HTTP API (and the console it mounts) on the session's stack: uvicorn in-process on
-    a free port, until the block ends; yields its base URL."""
-    import uvicorn
-
-    from api.app import create_app
-
-    [port] = free_ports(1)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(stack.client, stack.settings),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="off",
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    async with httpx.AsyncClient(base_url=url) as probe:
-        while True:
-            try:
-                if (await probe.get("/healthz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if task.done() or time.monotonic() > deadline:
-                raise RuntimeError("the API did not start")
-            await asyncio.sleep(0.05)
-    try:
+    """The HTTP API (and the console it mounts) on the session's stack, as the demo serves it."""
+    async with embedded_api(stack.client, stack.settings) as url:
         yield url
-    finally:
-        server.should_exit = True
-        await task
