@@ -75,8 +75,29 @@ from workflows.certification import CertificationWorkflow
 from workflows.dossier import DossierWorkflow
 from workflows.processing import ProcessingWorkflow
 
-# Pure modules the workflows import: loaded once per process instead of once per workflow run.
-PASSTHROUGH = ("pydantic", "pydantic_core", "annotated_types", "schemas", "domain", "holidays")
+# The workflows' helpers: retry policies, notices, result documents, search attributes and
+# the legal clock. Deterministic by construction (tests/test_sandbox.py reads their source).
+WORKFLOW_HELPERS = (
+    "workflows.clock",
+    "workflows.documents",
+    "workflows.notices",
+    "workflows.policies",
+    "workflows.search_attributes",
+)
+# Deterministic modules the workflows import, loaded once per process instead of once per
+# workflow run: the contracts, the pure rules, the third-party libraries they use and the
+# workflows' helpers. The modules that hold workflow code (the workflow definitions, their
+# lane base class and human steps) stay sandboxed: imported afresh for each run, each of
+# their calls checked (datetime.now, random, open ...), which a passed-through module escapes.
+PASSTHROUGH = (
+    "pydantic",
+    "pydantic_core",
+    "annotated_types",
+    "holidays",
+    "schemas",
+    "domain",
+    *WORKFLOW_HELPERS,
+)
 
 
 def sandbox_runner() -> SandboxedWorkflowRunner:
@@ -132,8 +153,15 @@ class WorkerLimits(BaseModel):
     max_concurrent_activities: int = 100
     max_concurrent_workflow_tasks: int = 100
     # Open dossiers beyond the cache are evicted and replayed from history when they move
-    # again: memory stays bounded however many wait on officers.
+    # again: memory stays bounded however many wait on officers. The total for the process,
+    # shared by the workflow queues it serves (`cache_share`).
     max_cached_workflows: int = 1000
+
+    def cache_share(self, queues: Sequence[str]) -> int:
+        """Each workflow queue's worker keeps its own cache: a process serving several gives
+        each an equal part of the total, so its memory is the total's, not a multiple."""
+        served = [q for q in queues if WORKFLOWS.get(q)]
+        return max(1, self.max_cached_workflows // max(1, len(served)))
 
 
 DEFAULT_LIMITS = WorkerLimits()
@@ -153,6 +181,7 @@ def build_workers(
         max_workers=limits.max_concurrent_activities
     )
     runner = workflow_runner or sandbox_runner()
+    cached = limits.cache_share(queues)
     return [
         Worker(
             client,
@@ -163,7 +192,7 @@ def build_workers(
             workflow_runner=runner,
             max_concurrent_activities=limits.max_concurrent_activities,
             max_concurrent_workflow_tasks=limits.max_concurrent_workflow_tasks,
-            max_cached_workflows=limits.max_cached_workflows,
+            max_cached_workflows=cached,
             max_task_queue_activities_per_second=registry_rate(queue, config),
         )
         for queue in queues

@@ -30,8 +30,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
         "--max-cached-workflows",
         type=int,
         default=config.worker_max_cached_workflows,
-        help="open dossiers kept in memory; others are replayed from history when they move "
-        "(env WORKER_MAX_CACHED_WORKFLOWS)",
+        help="open workflows kept in memory by this process, shared equally by the workflow "
+        "queues it serves (intake, certification, ward-processing, city-processing, archive); "
+        "others are replayed from history when they move (env WORKER_MAX_CACHED_WORKFLOWS)",
     )
     parser.add_argument(
         "--metrics-port",

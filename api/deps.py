@@ -83,7 +83,8 @@ Context = Annotated[ApiContext, Depends(context)]
 
 
 async def ask(call: Awaitable[T]) -> T:
-    """A query to a dossier's workflow, given up after QUERY_TIMEOUT_SECONDS."""
+    """A read of a dossier (the read model, or its workflow before its first step is written),
+    given up after QUERY_TIMEOUT_SECONDS."""
     return await asyncio.wait_for(call, QUERY_TIMEOUT_SECONDS)
 
 

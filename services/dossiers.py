@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -217,24 +217,29 @@ async def _start_workflow(
 
 
 async def status(client: Client, database_url: str, code: str) -> DossierView:
-    """The dossier's status: a closed dossier's from the read model (no worker replays it,
-    and Temporal may have deleted its history), an open one's from its workflow."""
+    """The dossier's status from the read model, open or closed: each step writes it in the
+    transaction of its audit event, so no worker replays the workflow to answer a read, and
+    Temporal may have deleted a closed dossier's history. A dossier filed a moment ago whose
+    first step is not written yet is asked of its workflow."""
     recorded = await _recorded(database_url, code)
-    if recorded is not None and recorded.closed:
+    if recorded is not None:
         return recorded.view
-    return await _live_or_recorded(live_status(client, code), recorded, lambda r: r.view)
+    return await live_status(client, code)
 
 
 async def timeline(client: Client, database_url: str, code: str) -> list[TimelineEntry]:
     """Every step of the dossier, from where `status` reads it."""
     recorded = await _recorded(database_url, code)
-    if recorded is not None and recorded.closed:
+    if recorded is not None:
         return recorded.timeline
-    return await _live_or_recorded(live_timeline(client, code), recorded, lambda r: r.timeline)
+    return await live_timeline(client, code)
 
 
 async def live_status(client: Client, code: str) -> DossierView:
-    """What the dossier's workflow says now: where the next step is taken."""
+    """What the dossier's workflow says now: where the next step is taken. The read model
+    trails it by the step being written (one local activity), and between two steps its
+    `handled_by` may still name the dossier's workflow while the lane has taken over: the
+    routing of an officer's step asks the workflow instead."""
     return await _query(client, code, DossierWorkflow.status)
 
 
@@ -245,20 +250,6 @@ async def live_timeline(client: Client, code: str) -> list[TimelineEntry]:
 async def _recorded(database_url: str, code: str) -> views.DossierSnapshot | None:
     async with engine_for(database_url).connect() as conn:
         return await views.snapshot(conn, code)
-
-
-async def _live_or_recorded(
-    live: Awaitable[T],
-    recorded: views.DossierSnapshot | None,
-    pick: Callable[[views.DossierSnapshot], T],
-) -> T:
-    try:
-        return await live
-    except RPCError as err:
-        # Closed while we looked, then gone from Temporal: the record is the answer.
-        if err.status is RPCStatusCode.NOT_FOUND and recorded is not None:
-            return pick(recorded)
-        raise
 
 
 async def _query(client: Client, code: str, query: Callable[[DossierWorkflow], T]) -> T:
@@ -323,7 +314,8 @@ async def _holder(client: Client, place: Whereabouts, action: Action) -> str:
     if holder is Holder.DOSSIER:
         return place.code
     if holder is Holder.CURRENT:
-        # Intake, lane or past the decision: only the dossier knows, so ask it.
+        # Intake, lane or past the decision: only the dossier knows, so ask it (its workflow,
+        # not the read model, which may not show yet that a lane has taken the dossier).
         return (await live_status(client, place.code)).handled_by
     return lanes.lane_workflow_id(place.code, place.lane)
 

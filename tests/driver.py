@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 import httpx
@@ -111,13 +112,19 @@ async def view(stack: EngineStack, code: str) -> DossierView:
 
 
 async def wait_for(
-    stack: EngineStack, code: str, action: Action, timeout: float = 30
+    stack: EngineStack,
+    code: str,
+    action: Action,
+    timeout: float = 30,
+    until: Callable[[DossierView], bool] = lambda _: True,
 ) -> DossierView:
-    """Until the dossier awaits `action`; fails with what it awaits instead."""
+    """Until the dossier awaits `action` (and, with `until`, is as it says: the read model
+    shows a step once it is written, a moment after the workflow took it); fails with what
+    it awaits instead."""
     deadline = time.monotonic() + timeout
     while True:
         current = await view(stack, code)
-        if any(a.action == action.value for a in current.awaiting):
+        if any(a.action == action.value for a in current.awaiting) and until(current):
             return current
         if current.stage is Stage.CLOSED or time.monotonic() > deadline:
             raise AssertionError(

@@ -172,7 +172,9 @@ async def test_one_apology_slip_with_one_new_appointment_then_overdue_and_late(
     # Nobody appraises: past the apology mark, the day before the appointment.
     now = await stack.env.get_current_time(lane)
     assert await stack.env.fast_forward(lane, apology_mark - now + timedelta(minutes=30))
-    view = await wait_for(stack, code, Action.APPRAISE)
+    view = await wait_for(
+        stack, code, Action.APPRAISE, until=lambda v: v.clock is not None and v.clock.apologized
+    )
     slip = next(e for e in await timeline(stack, code) if e.step == "apology slip")
     assert apology_mark <= slip.at <= apology_mark + timedelta(minutes=30)
     assert slip.at.astimezone(HANOI).date() < due_day
@@ -185,7 +187,9 @@ async def test_one_apology_slip_with_one_new_appointment_then_overdue_and_late(
     # time: the slip may come days before the appointment (the Tết break between them).
     now = await stack.env.get_current_time(lane)
     assert await stack.env.fast_forward(lane, new_due - now + timedelta(days=1))
-    view = await wait_for(stack, code, Action.APPRAISE)
+    view = await wait_for(
+        stack, code, Action.APPRAISE, until=lambda v: v.clock is not None and v.clock.overdue
+    )
     assert view.clock is not None and view.clock.overdue and view.clock.due_at == new_due
     steps = [e.step for e in await timeline(stack, code)]
     assert steps.count("apology slip") == 1

@@ -4,10 +4,11 @@ rebuild from Temporal equal to the step-by-step writes, tampering named, resets 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -20,16 +21,27 @@ from ops import audit as audit_ops
 from ops.rebuild import rebuild
 from ops.reset import reset_dossier
 from schemas.actions import Action, HandOver, Supplement, SupplementRequest
-from schemas.dossier import SubmittedDocument
+from schemas.dossier import DossierView, SubmittedDocument, TimelineEntry
 from schemas.exchanges import ProjectionRecord
 from schemas.lifecycle import event_type_of
 from schemas.statuses import DossierStatus, Role, Stage
+from services import dossiers as dossier_service
 from simulators.seed import sample_civil_packages
-from store import audit, projection
+from store import audit, projection, views
 from store.db import engine_for
 from store.tables import audit_events, dossiers, tasks
 from tests.conftest import EngineStack
-from tests.driver import act, officer, result, submission, submit, timeline, view, wait_for
+from tests.driver import (
+    act,
+    officer,
+    procedure,
+    result,
+    submission,
+    submit,
+    timeline,
+    view,
+    wait_for,
+)
 from tests.test_lifecycle import approve_through
 
 BIRTH = "1.001193"
@@ -138,7 +150,7 @@ async def projected(stack: EngineStack, code: str) -> None:
     """Until the read model holds every step of the timeline (the write follows the state the
     query shows by one local activity)."""
     for _ in range(100):
-        steps = await timeline(stack, code)
+        steps = await dossier_service.live_timeline(stack.client, code)
         async with engine_for(stack.settings.database_url).connect() as c:
             if len(await audit.events(c, code)) == len(steps):
                 return
@@ -172,19 +184,135 @@ async def test_rebuild_from_temporal_equals_the_step_by_step_tables(stack: Engin
     async with engine.connect() as c:
         after = await snapshot(c)
     assert count == len(before[0])
-    differ = sorted(
-        (row, other)
-        for row in before[0] ^ after[0]
-        for other in before[0] ^ after[0]
-        if row[0] == other[0] and row in before[0] and other in after[0]
-    )
     # Which columns of which dossier differ, step by step against rebuilt.
-    columns = [c.name for c in dossiers.c]
-    assert not differ, [
-        (row[0], [(n, a, b) for n, a, b in zip(columns, row, other, strict=True) if a != b])
-        for row, other in differ
-    ]
+    assert not (differ := differences([c.name for c in dossiers.c], before[0], after[0])), differ
     assert after == before
+
+
+Row = tuple[Any, ...]
+
+
+def differences(
+    columns: Sequence[str], before: set[Row], after: set[Row]
+) -> list[tuple[Any, list[tuple[str, Any, Any]]]]:
+    """Which columns differ, for each row of `before` whose key (first column) is in `after`
+    with other values."""
+    return [
+        (row[0], [(n, a, b) for n, a, b in zip(columns, row, other, strict=True) if a != b])
+        for row in before - after
+        for other in after - before
+        if row[0] == other[0]
+    ]
+
+
+def answer_rows(code: str, answer: DossierView | list[TimelineEntry]) -> set[Row]:
+    """An answer as the API sends it, one row per model, each field its JSON."""
+    models: list[DossierView] | list[TimelineEntry] = (
+        [answer] if isinstance(answer, DossierView) else answer
+    )
+    return {
+        (f"{code} #{n}", *(json.dumps(v) for v in m.model_dump(mode="json").values()))
+        for n, m in enumerate(models)
+    }
+
+
+async def read_model_against_workflow(stack: EngineStack, code: str) -> list[Any]:
+    """The dossier's `status` and `timeline` as the API answers them (the read model) against
+    its workflow's queries, field by field, once the step under way is written."""
+    url = stack.settings.database_url
+    differ: list[Any] = []
+    for _ in range(100):
+        async with engine_for(url).connect() as c:
+            assert await views.snapshot(c, code) is not None, f"{code}: no record to read"
+        recorded = (
+            await dossier_service.status(stack.client, url, code),
+            await timeline(stack, code),
+        )
+        live = (
+            await dossier_service.live_status(stack.client, code),
+            await dossier_service.live_timeline(stack.client, code),
+        )
+        differ = [
+            *differences(
+                ["", *DossierView.model_fields],
+                answer_rows(code, recorded[0]),
+                answer_rows(code, live[0]),
+            ),
+            *differences(
+                ["", *TimelineEntry.model_fields],
+                answer_rows(code, recorded[1]),
+                answer_rows(code, live[1]),
+            ),
+            *([("steps", len(recorded[1]), len(live[1]))] if recorded[1] != live[1] else []),
+        ]
+        if not differ:
+            assert recorded[0].model_dump_json() == live[0].model_dump_json()
+            return []
+        await asyncio.sleep(0.1)
+    return differ
+
+
+async def test_an_open_dossier_reads_from_the_read_model_as_its_workflow_answers(
+    stack: EngineStack,
+) -> None:
+    """At each point of its life where a dossier rests, the read model answers what its
+    workflow would: at intake, awaiting an officer, with a supplement asked, its result
+    ready at the counter, and closed."""
+    unit = "hong-ha"
+    counter, specialist = officer(Role.COUNTER_OFFICER, unit), officer(Role.SPECIALIST, unit)
+    filed = submission(
+        BIRTH,
+        unit,
+        citizen=54,
+        skip_documents=1,
+        subject_reference=sample_civil_packages()[54].package_id,
+    )
+    code = await submit(stack, filed)
+    at_intake = await wait_for(stack, code, Action.PROVIDE_SUPPLEMENT)
+    assert at_intake.stage is Stage.INTAKE
+    assert await read_model_against_workflow(stack, code) == []
+
+    missing = procedure(BIRTH).required_documents[0]
+    await act(
+        stack,
+        code,
+        Action.PROVIDE_SUPPLEMENT,
+        Supplement(
+            officer=counter, documents=[SubmittedDocument(kind=missing.kind, title=missing.name)]
+        ),
+    )
+    awaiting = await wait_for(stack, code, Action.APPRAISE)
+    assert awaiting.handled_by != code  # the lane holds it
+    assert await read_model_against_workflow(stack, code) == []
+
+    await act(
+        stack,
+        code,
+        Action.REQUEST_SUPPLEMENT,
+        SupplementRequest(officer=specialist, missing=["identity_card"]),
+    )
+    asked = await wait_for(stack, code, Action.PROVIDE_SUPPLEMENT)
+    assert asked.stage is Stage.PROCESSING and asked.clock is not None
+    assert await read_model_against_workflow(stack, code) == []
+
+    await act(
+        stack,
+        code,
+        Action.PROVIDE_SUPPLEMENT,
+        Supplement(
+            officer=counter, documents=[SubmittedDocument(kind="identity_card", title="CCCD")]
+        ),
+    )
+    await approve_through(stack, code, unit)
+    ready = await wait_for(stack, code, Action.HAND_OVER)
+    assert ready.status is DossierStatus.RESULT_READY and ready.handled_by == code
+    assert await read_model_against_workflow(stack, code) == []
+
+    await act(stack, code, Action.HAND_OVER, HandOver(officer=counter))
+    await result(stack, code)
+    closed = await view(stack, code)
+    assert closed.stage is Stage.CLOSED
+    assert await read_model_against_workflow(stack, code) == []
 
 
 async def test_a_reset_is_an_operator_event_and_the_steps_run_again_are_new_events(
