@@ -1,20 +1,22 @@
 """The life of one dossier, from the counter to the return of its result.
 
 One workflow per dossier; its id is the dossier code. Intake and return happen here, at the
-receiving unit; processing happens in a child workflow on the competent unit's lane
-(certification, ward-processing or city-processing), which reports its progress back.
+receiving unit; processing happens on the competent unit's lane (certification,
+ward-processing or city-processing): inside this workflow, which then takes the lane's steps,
+or, for dossiers begun before `lane-in-dossier`, in a child workflow on the lane's task queue
+that reports its progress back by signal.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureError
 
 from domain.catalogue import billable_pages, fee_vnd, missing_documents
 from domain.routing import Route, route
@@ -110,6 +112,9 @@ IDENTITY_IN_PERSON = "identity-check-in-person"
 # Portal syncs, webhooks and the dossier's notices leave through the outbox, written with
 # the step that causes them; before, each was an activity and the dossier waited for them.
 OUTBOX = "outbox"
+# The lane runs inside this workflow instead of as a child that signals each step: no child
+# start and close, no signal per step.
+LANE_IN_DOSSIER = "lane-in-dossier"
 
 
 @workflow.defn(name="Dossier")
@@ -432,6 +437,8 @@ class DossierWorkflow(HumanSteps):
             SYSTEM,
             f"to {filing.competent_unit.code} on {self._route.lane}",
         )
+        if workflow.patched(LANE_IN_DOSSIER):
+            return await self._process_inside(LaneJob(filing=filing, clock=receipt.model_copy()))
         self._handled_by = child_id
         job = LaneJob(filing=filing, clock=receipt)
         try:
@@ -461,15 +468,69 @@ class DossierWorkflow(HumanSteps):
             self._clock = result.clock
         return result
 
+    async def _process_inside(self, job: LaneJob) -> LaneResult:
+        """The lane runs here, its activities on their own lanes' queues: while it holds the
+        dossier, this workflow takes the lane's steps (the dossier stays `handled_by` itself)
+        with the lane's validators, and the lane's reports go straight into the timeline."""
+        assert self._route is not None
+        lane: CertificationWorkflow | ProcessingWorkflow = (
+            CertificationWorkflow(job)
+            if self._route.lane == lanes.CERTIFICATION
+            else ProcessingWorkflow(job)
+        )
+        lane.run_inside(self._route.lane, self._lock, self._progress_locked)
+        taken = lane.updates()
+        for name, handler, validator in taken:
+            workflow.set_update_handler(name, handler, validator=validator)
+        try:
+            result = await lane.run(job)
+        except FailureError as err:
+            # As for a lane child that fails: the dossier stops with the reason, the
+            # appointment as the lane last reported it.
+            lane.clock.close()
+            result = LaneResult(
+                outcome=Outcome.STOPPED,
+                clock=self._clock or job.clock,
+                decided_at=workflow.now(),
+                reason=f"processing stopped: {root_cause_message(err)}",
+            )
+        async with self._lock:
+            # The dossier's own steps again: the ones it shares with the lane are its own,
+            # the others are no step of the dossier past the decision.
+            own = self._own_updates()
+            for name, _, _ in taken:
+                if name in own:
+                    handler, validator = own[name]
+                    workflow.set_update_handler(name, handler, validator=validator)
+                else:
+                    workflow.set_update_handler(name, None)
+            self._awaiting = []
+            self._clock = result.clock.model_copy()
+        return result
+
+    def _own_updates(self) -> dict[str, tuple[Callable[..., Any], Callable[..., None]]]:
+        """The dossier's steps whose names a lane takes too (the citizen's withdrawal, the
+        supplement at the counter)."""
+        return {
+            Action.WITHDRAW.value: (self.withdraw, self._validate_withdraw),
+            Action.PROVIDE_SUPPLEMENT.value: (
+                self.provide_supplement,
+                self._validate_provide_supplement,
+            ),
+        }
+
     @workflow.signal(name=PROGRESS_SIGNAL)
     async def progress(self, event: ProgressEvent) -> None:
         """A lane's report: status, appointment and what it awaits now. Applied under the
         lock, in the order the lane sent them."""
-        entry = event.entry
         async with self._lock:
-            self._clock = event.clock
-            self._awaiting = entry.awaiting
-            await self._record_locked(entry.status, entry.step, entry.actor, entry.note, entry.at)
+            await self._progress_locked(event)
+
+    async def _progress_locked(self, event: ProgressEvent) -> None:
+        entry = event.entry
+        self._clock = event.clock
+        self._awaiting = entry.awaiting
+        await self._record_locked(entry.status, entry.step, entry.actor, entry.note, entry.at)
 
     # --- return of the result ---------------------------------------------------------------------
     async def _return_result(self, lane: LaneResult) -> None:

@@ -26,7 +26,7 @@ from schemas.lanes import LaneJob, LaneResult
 from schemas.lifecycle import TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
 from workflows import notices
-from workflows.lane import SYSTEM, LaneWorkflow
+from workflows.lane import SYSTEM, LaneUpdate, LaneWorkflow
 from workflows.policies import REGISTRY_CALL, TRANSIENT, is_rejection, rejection_message
 
 with workflow.unsafe.imports_passed_through():
@@ -187,6 +187,23 @@ class ProcessingWorkflow(LaneWorkflow):
         return supplement, resumed_at
 
     # --- human steps -----------------------------------------------------------------------
+    def updates(self) -> list[LaneUpdate]:
+        return [
+            *super().updates(),
+            (Action.APPRAISE.value, self.appraise, self._validate_appraise),
+            (
+                Action.REQUEST_SUPPLEMENT.value,
+                self.request_supplement,
+                self._validate_request_supplement,
+            ),
+            (
+                Action.PROVIDE_SUPPLEMENT.value,
+                self.provide_supplement,
+                self._validate_provide_supplement,
+            ),
+            (Action.APPROVE.value, self.approve, self._validate_approve),
+        ]
+
     @workflow.update
     def appraise(self, step: Appraisal) -> Acknowledgement:
         return self._accept(Action.APPRAISE, step)
