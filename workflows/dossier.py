@@ -74,8 +74,13 @@ from schemas.statuses import (
 )
 from workflows import notices
 from workflows import search_attributes as sa
-from workflows.certification import CertificationWorkflow
-from workflows.lane import waived_online
+from workflows.certification import CERTIFICATION_BOOKS, CertificationWorkflow
+from workflows.lane import (
+    ONLINE_FEE_EXEMPTION,
+    TASK_ESCALATION,
+    WET_INK_SIGNATURE,
+    waived_online,
+)
 from workflows.policies import (
     IDENTITY_PATIENCE,
     LOCAL_CALL,
@@ -87,7 +92,7 @@ from workflows.policies import (
     rejection_message,
     root_cause_message,
 )
-from workflows.processing import ProcessingWorkflow
+from workflows.processing import SUPPLEMENT_WINDOW, ProcessingWorkflow
 from workflows.steps import HumanSteps
 
 with workflow.unsafe.imports_passed_through():
@@ -107,6 +112,8 @@ INTAKE_CHANNEL_CODES = {"counter": 1, "online": 2, "post": 3}
 APPLICANT_TYPE_CODES = {"citizen": 1, "business": 2, "state_body": 3, "other": 4}
 SUPPLEMENT_ASKED = (TimelineStep.INTAKE_SUPPLEMENT_REQUESTED, TimelineStep.SUPPLEMENT_REQUESTED)
 SUPPLEMENT_GIVEN = (TimelineStep.INTAKE_SUPPLEMENT_RECEIVED, TimelineStep.SUPPLEMENT_RECEIVED)
+# An incomplete dossier at intake is asked for what is missing (form 02), not refused.
+INTAKE_SUPPLEMENT = "intake-supplement-form-02"
 # Counter filings whose identity check may be done in person when the registry is down.
 IDENTITY_IN_PERSON = "identity-check-in-person"
 # Portal syncs, webhooks and the dossier's notices leave through the outbox, written with
@@ -115,6 +122,19 @@ OUTBOX = "outbox"
 # The lane runs inside this workflow instead of as a child that signals each step: no child
 # start and close, no signal per step.
 LANE_IN_DOSSIER = "lane-in-dossier"
+# The rules a dossier with its lane inside follows, decided with it before its first command:
+# a rule first asked just after a local activity whose answer came back in a later workflow
+# task would be asked before its marker on replay, and the replay would take the old path.
+RULES_OF_THE_LANE_IN_DOSSIER = (
+    INTAKE_SUPPLEMENT,
+    IDENTITY_IN_PERSON,
+    UPSERT_ONLY_CHANGES,
+    TASK_ESCALATION,
+    WET_INK_SIGNATURE,
+    ONLINE_FEE_EXEMPTION,
+    CERTIFICATION_BOOKS,
+    SUPPLEMENT_WINDOW,
+)
 
 
 @workflow.defn(name="Dossier")
@@ -156,6 +176,11 @@ class DossierWorkflow(HumanSteps):
         # Decided once, before the first command: the whole run takes one path for its
         # portal syncs, notices and webhooks, and the marker's place never moves.
         self._outbox()
+        # Likewise where its lane runs (dossiers begun before run it as a child), and with it
+        # every rule the dossier follows.
+        if workflow.patched(LANE_IN_DOSSIER):
+            for rule in RULES_OF_THE_LANE_IN_DOSSIER:
+                workflow.patched(rule)
         # Intake at the receiving unit (Decree 61/2018 arts. 17-18): completeness and
         # identity, then the receipt with its appointment.
         refusal = await self._intake()
@@ -186,7 +211,7 @@ class DossierWorkflow(HumanSteps):
         filing = self.filing
         missing = missing_documents(filing.procedure, (d.kind for d in filing.submission.documents))
         if missing:
-            if not workflow.patched("intake-supplement-form-02"):
+            if not workflow.patched(INTAKE_SUPPLEMENT):
                 return "incomplete dossier, missing: " + ", ".join(d.name for d in missing)
             if not await self._supplement_at_intake(missing):
                 self._withdrawn_at_intake = True

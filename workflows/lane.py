@@ -66,6 +66,8 @@ MIN_WAIT = timedelta(seconds=1)
 TASK_ESCALATION = "task-escalation"
 # Online filings of procedures whose text waives the fee for them pay nothing.
 ONLINE_FEE_EXEMPTION = "online-fee-exemption"
+# A signature the signing service refuses is made on paper instead of stopping the dossier.
+WET_INK_SIGNATURE = "wet-ink-signature"
 
 # How a lane run inside the dossier workflow hands it a report, under the dossier's lock.
 Deliver = Callable[[ProgressEvent], Awaitable[None]]
@@ -177,7 +179,7 @@ class LaneWorkflow(HumanSteps):
         try:
             return await documents.issue(self.filing, kind, officer, text, e_sign=e_sign)
         except ActivityError as err:
-            if not (e_sign and is_rejection(err)) or not workflow.patched("wet-ink-signature"):
+            if not (e_sign and is_rejection(err)) or not workflow.patched(WET_INK_SIGNATURE):
                 raise
             why = rejection_message(err)
         unsigned = await documents.issue(self.filing, kind, officer, text, e_sign=False)

@@ -34,6 +34,9 @@ with workflow.unsafe.imports_passed_through():
     from domain import lanes
     from domain.calendar import HANOI
 
+# Art. 19(4): the supplement request window is kept from receipt.
+SUPPLEMENT_WINDOW = "supplement-window-art-19-4"
+
 
 @workflow.defn(name="Processing")
 class ProcessingWorkflow(LaneWorkflow):
@@ -52,7 +55,7 @@ class ProcessingWorkflow(LaneWorkflow):
         filing = self.filing
         unit = filing.competent_unit.code
         window = filing.procedure.supplement_window_days
-        if workflow.patched("supplement-window-art-19-4") and window is not None:
+        if workflow.patched(SUPPLEMENT_WINDOW) and window is not None:
             self._supplement_by = await self.clock.supplement_window_end(window)
         findings = await self._consult_registries()
 
