@@ -353,9 +353,15 @@ def _inside(
             )
         appraised = next((i for i, name in accepted if name == "appraise"), None)
         if appraised is not None:
-            return point(
-                code, parent.run_id, _after(completed, appraised), "after `appraise` was accepted"
-            )
+            after = _after(completed, appraised)
+            if after is None:
+                # The appraisal's own workflow task is the last: the lane waits for the
+                # leader, and resetting before it would undo the appraisal.
+                raise NotReached(
+                    f"dossier {code} already awaits approval and nothing happened since the "
+                    "appraisal: there is nothing to reset"
+                )
+            return point(code, parent.run_id, after, "after `appraise` was accepted")
         if certification:
             return point(
                 code,
