@@ -147,7 +147,10 @@ def plan_from_histories(
     lane_groups = _grouped_activities(lane_events)
     lane_seen: set[int] = set()
     lane_ops: list[Op] = []
-    timer = False
+    # A lane run inside the dossier workflow: the legal clock's timer is the dossier's.
+    timer = not lane_events and any(
+        e.event_type == EventType.EVENT_TYPE_TIMER_STARTED for e in dossier
+    )
     for event in lane_events:
         kind_of = event.event_type
         if kind_of == EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED:

@@ -1,6 +1,11 @@
 """Where `python -m ops reset --to STEP` goes: the workflow (the dossier's, or its lane
 child's) and the workflow task event to reset it to, found in their histories.
 
+A dossier whose lane runs inside its workflow (`lane-in-dossier`) has one history: each step
+resets the dossier workflow, at the same events in it; its lane's first workflow task is the
+one that moved the dossier in processing, and `return` is the workflow task that moved it to
+its result (result ready, or refused), both read from its search attribute upserts.
+
 Where each step resets to (`WFTC` = a WorkflowTaskCompleted event; resetting to it drops it
 and everything after, and runs that workflow task again):
 
@@ -23,19 +28,23 @@ instead). A closed dossier is not reopened.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.converter import decode_typed_search_attributes
 
+from domain import lanes
 from ops.errors import NotReached, OperatorError
 from ops.temporal import describe_if_exists, history
 from schemas.lanes import LaneResult
 from schemas.lifecycle import DECISIONS
-from schemas.statuses import Outcome
+from schemas.statuses import DossierStatus, Outcome
+from workflows import search_attributes as sa
+from workflows.dossier import LANE_IN_DOSSIER
 
 
 class Step(StrEnum):
@@ -107,6 +116,33 @@ def _accepted(events: Sequence[HistoryEvent]) -> list[tuple[int, str]]:
     ]
 
 
+def _patched(events: Sequence[HistoryEvent], patch: str) -> bool:
+    """The run took the path behind `patch` (its marker is in the history)."""
+    for e in events:
+        if e.event_type != EventType.EVENT_TYPE_MARKER_RECORDED:
+            continue
+        marker = e.marker_recorded_event_attributes
+        if marker.marker_name != "core_patch":
+            continue
+        for payload in marker.details["patch-data"].payloads:
+            if f'"id":"{patch}"'.encode() in payload.data.replace(b" ", b""):
+                return True
+    return False
+
+
+def _status_set(events: Sequence[HistoryEvent], statuses: set[DossierStatus]) -> int | None:
+    """The workflow task that first moved the dossier to one of `statuses` (its
+    WorkflowTaskCompleted event), from the search attribute upserts."""
+    for e in events:
+        if e.event_type != EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            continue
+        upsert = e.upsert_workflow_search_attributes_event_attributes
+        status = decode_typed_search_attributes(upsert.search_attributes).get(sa.STATUS)
+        if status in statuses:
+            return upsert.workflow_task_completed_event_id
+    return None
+
+
 async def locate(client: Client, code: str, step: Step) -> ResetPoint:
     """Where resetting `code` to `step` goes: the workflow and its event (see the module's
     table). Raises NotReached with the reason when the dossier is not there."""
@@ -136,6 +172,8 @@ async def locate(client: Client, code: str, step: Step) -> ResetPoint:
         return point(
             code, parent.run_id, completed[0] if completed else None, "first workflow task"
         )
+    if _patched(events, LANE_IN_DOSSIER):
+        return _inside(code, step, parent, events, point)
 
     if step is Step.RETURN:
         done = next(
@@ -258,4 +296,87 @@ async def locate(client: Client, code: str, step: Step) -> ResetPoint:
         lane.run_id,
         _before(lane_completed, issued),
         "before the result document is issued",
+    )
+
+
+def _inside(
+    code: str,
+    step: Step,
+    parent: WorkflowExecutionDescription,
+    events: Sequence[HistoryEvent],
+    point: Callable[[str, str, int | None, str], ResetPoint],
+) -> ResetPoint:
+    """The reset point of a dossier whose lane runs inside its workflow (the module's table,
+    on the dossier's own history)."""
+    completed = _wftc(events)
+    returned = _status_set(events, {DossierStatus.RESULT_READY, DossierStatus.REFUSED})
+    if step is Step.RETURN:
+        if returned is None:
+            raise NotReached(
+                f"dossier {code} has not reached return: its lane has not returned a result"
+            )
+        return point(code, parent.run_id, returned, "when the lane's result came back")
+    if parent.status is not WorkflowExecutionStatus.RUNNING:
+        state = parent.status.name.lower() if parent.status else "not running"
+        raise NotReached(f"dossier {code} is {state}; its lane is not running")
+    started = _status_set(events, {DossierStatus.IN_PROCESSING})
+    if started is None:
+        raise NotReached(
+            f"dossier {code} has not reached {step.value}: it is still at intake, no lane yet"
+        )
+    if returned is not None:
+        raise NotReached(
+            f"dossier {code}: its lane has finished and its result is back at the receiving "
+            f"unit, so {step.value} can no longer be reset on its own; reset to `return` (or "
+            "`intake`) instead"
+        )
+    accepted = _accepted(events)
+    decision = next(((i, name) for i, name in accepted if name in DECISIONS), None)
+    certification = parent.typed_search_attributes.get(sa.LANE) == lanes.CERTIFICATION
+
+    if step is Step.APPRAISAL:
+        consult = _scheduled(events, "consult_registry")
+        if consult is not None:
+            return point(
+                code,
+                parent.run_id,
+                _before(completed, consult),
+                "before the registries are consulted",
+            )
+        return point(code, parent.run_id, started, "first workflow task of the lane")
+
+    if step is Step.APPROVAL:
+        if decision is not None:
+            event_id, name = decision
+            return point(
+                code, parent.run_id, _before(completed, event_id), f"before `{name}` was accepted"
+            )
+        appraised = next((i for i, name in accepted if name == "appraise"), None)
+        if appraised is not None:
+            after = _after(completed, appraised)
+            if after is None:
+                # The appraisal's own workflow task is the last: the lane waits for the
+                # leader, and resetting before it would undo the appraisal.
+                raise NotReached(
+                    f"dossier {code} already awaits approval and nothing happened since the "
+                    "appraisal: there is nothing to reset"
+                )
+            return point(code, parent.run_id, after, "after `appraise` was accepted")
+        if certification:
+            return point(
+                code,
+                parent.run_id,
+                started,
+                "first workflow task of the lane (awaiting certification)",
+            )
+        raise NotReached(f"dossier {code} has not reached approval: its lane awaits appraisal")
+
+    issued = _scheduled(events, "issue_document", after=decision[0]) if decision else None
+    if issued is None:
+        raise NotReached(
+            f"dossier {code} has not reached signing: its lane has "
+            + ("not issued its result yet" if decision else "no decision yet")
+        )
+    return point(
+        code, parent.run_id, _before(completed, issued), "before the result document is issued"
     )

@@ -320,6 +320,15 @@ async def inspect_all(
     return dict(zip(codes, found, strict=True))
 
 
+async def _held_in_processing(conn: AsyncConnection, code: str, lane: str) -> str:
+    """The workflow that takes a processing task: its lane child's, or the dossier's own when
+    the lane runs inside it (as its last recorded step says)."""
+    recorded = await views.snapshot(conn, code)
+    if recorded is not None and recorded.view.handled_by == code:
+        return code
+    return lanes.lane_workflow_id(code, lane)
+
+
 async def past_due_tasks(
     conn: AsyncConnection, filters: Filters, now: datetime, running: Iterable[str] | None = None
 ) -> list[StuckRow]:
@@ -339,7 +348,7 @@ async def past_due_tasks(
             continue
         assert task.due_at is not None  # past due: it has a due time
         held_by = (
-            lanes.lane_workflow_id(dossier.code, dossier.lane)
+            await _held_in_processing(conn, dossier.code, dossier.lane)
             if dossier.stage is Stage.PROCESSING
             else dossier.code
         )

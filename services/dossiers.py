@@ -32,7 +32,7 @@ from schemas.dossier import (
     TimelineEntry,
 )
 from schemas.lifecycle import HOLDER, Holder
-from schemas.statuses import DossierStatus, Role
+from schemas.statuses import DossierStatus, Role, Stage
 from store import views
 from store.db import engine_for
 from store.idempotency import claim
@@ -278,6 +278,8 @@ class Whereabouts(BaseModel):
     lane: str
     # Why no step can be taken any more: the dossier closed (said to whoever may see it).
     closed: str | None = None
+    # The lane runs inside the dossier workflow, which takes the lane's steps itself.
+    lane_inside: bool = False
 
 
 def closed_reason(view: DossierView) -> str:
@@ -304,7 +306,14 @@ async def whereabouts(client: Client, database_url: str, code: str) -> Whereabou
         receiving_unit=attributes.get(sa.RECEIVING_UNIT) or "",
         competent_unit=attributes.get(sa.COMPETENT_UNIT) or "",
         lane=attributes.get(sa.LANE) or lanes.INTAKE,
+        lane_inside=recorded is not None and lane_inside(recorded.view),
     )
+
+
+def lane_inside(view: DossierView) -> bool:
+    """Processing, and the dossier workflow itself takes the steps: its lane runs inside it
+    (a lane child takes them under its own id)."""
+    return view.stage is Stage.PROCESSING and view.handled_by == view.code
 
 
 async def _holder(client: Client, place: Whereabouts, action: Action) -> str:
@@ -317,6 +326,8 @@ async def _holder(client: Client, place: Whereabouts, action: Action) -> str:
         # Intake, lane or past the decision: only the dossier knows, so ask it (its workflow,
         # not the read model, which may not show yet that a lane has taken the dossier).
         return (await live_status(client, place.code)).handled_by
+    if place.lane_inside:
+        return place.code
     return lanes.lane_workflow_id(place.code, place.lane)
 
 

@@ -75,7 +75,8 @@ async def test_a_task_waiting_past_the_threshold_goes_to_the_leader(stack: Engin
     hours = escalation.threshold_hours(default_catalogue().unit(UNIT))
     assert hours == escalation.DEFAULT_WORKING_HOURS
     due = default_calendar().add_working_seconds(task.since, hours * 3600)
-    lane = stack.client.get_workflow_handle(f"{code}.processing")
+    # The lane, and its escalation timers, run inside the dossier workflow.
+    lane = stack.client.get_workflow_handle(code)
 
     # Five minutes short of the threshold (in working time: across a night or a weekend),
     # nothing goes up.

@@ -58,7 +58,8 @@ async def supplement_round(stack: EngineStack, code: str, unit: str, working_sec
     waiting = await wait_for(stack, code, Action.PROVIDE_SUPPLEMENT)
     assert waiting.status is DossierStatus.SUPPLEMENT_REQUESTED
     assert waiting.clock is not None and waiting.clock.running is False
-    lane = stack.client.get_workflow_handle(f"{code}.processing")
+    # The lane, and its clock, run inside the dossier workflow.
+    lane = stack.client.get_workflow_handle(code)
     now = (await stack.env.get_current_time(lane)).astimezone(HANOI)
     back = default_calendar().add_working_seconds(now, working_seconds)
     assert await stack.env.fast_forward(lane, back - now)
@@ -167,7 +168,8 @@ async def test_one_apology_slip_with_one_new_appointment_then_overdue_and_late(
     apology_mark = apology_by(calendar, promised, WorkingDaysDeadline(days=3))
     due_day = promised.astimezone(HANOI).date()
     assert apology_mark == calendar.closing_on(calendar.previous_working_day(due_day))
-    lane = stack.client.get_workflow_handle(f"{code}.processing")
+    # The lane, and its clock, run inside the dossier workflow.
+    lane = stack.client.get_workflow_handle(code)
 
     # Nobody appraises: past the apology mark, the day before the appointment.
     now = await stack.env.get_current_time(lane)

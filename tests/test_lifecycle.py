@@ -139,9 +139,19 @@ async def test_city_tier_dossier_goes_to_the_department_and_comes_back_to_the_wa
     assert portal_statuses(stack, code) == [2, 4, 6, 4, 9, 10]
     notes = [entry.note for entry in await timeline(stack, code)]
     assert any(note.startswith("sent by post, tracking") for note in notes)
-    history = await stack.client.get_workflow_handle(f"{code}.processing").fetch_history()
-    started = history.events[0].workflow_execution_started_event_attributes
-    assert started.task_queue.name == "city-processing"
+    # The city lane runs inside the dossier workflow: no child workflow, and its registry
+    # consultations and its fee on their own queues.
+    history = await stack.client.get_workflow_handle(code).fetch_history()
+    assert not any(
+        e.HasField("start_child_workflow_execution_initiated_event_attributes")
+        for e in history.events
+    )
+    queues = {
+        e.activity_task_scheduled_event_attributes.task_queue.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    assert {"registry-business", "payment"} <= queues
 
 
 async def test_certification_runs_on_its_own_lane_and_is_returned_online(

@@ -451,7 +451,7 @@ async def test_stuck_names_a_failing_workflow_task_and_a_human_step_past_due(
             assert task["last_error"].startswith("WORKFLOW_WORKER_UNHANDLED_FAILURE")
             due = kinds[late]
             assert due["kind"] == "human_task" and due["activity"] == "appraise/request_supplement"
-            assert due["workflow_id"] == f"{late}.processing"
+            assert due["workflow_id"] == late  # its lane runs inside it
             assert "awaits specialist at tay-ho" in due["last_error"]
             # Retry is for activities: the tool says what else to do, and changes nothing.
             ran = await ops(
@@ -478,18 +478,17 @@ async def settled(client: Client, code: str, step: Step, timeout: float = 15) ->
         await asyncio.sleep(0.1)
 
 
-async def test_reset_a_running_lane_to_appraisal_then_approval_while_its_dossier_waits(
+async def test_reset_a_running_lane_to_appraisal_inside_its_dossier_workflow(
     stack: EngineStack,
 ) -> None:
-    """Resetting the lane child (the dossier workflow waits on it meanwhile): its steps run
-    again and reach the dossier as new events; the dossier closes; the chain verifies."""
+    """Resetting the dossier workflow its lane runs inside, to the lane's steps: they run
+    again as new events of the new run; the dossier closes; the chain verifies."""
     client, url, unit = stack.client, stack.settings.database_url, "giang-vo"
     code = await submit_birth(client, url, stack.started, unit, 85)
     await appraise(client, url, code, unit)
     await awaiting(client, code, Action.APPROVE)
-    lane_id = f"{code}.processing"
+    lane_id = code
     lane_run = (await client.get_workflow_handle(lane_id).describe()).run_id
-    parent_run = (await client.get_workflow_handle(code).describe()).run_id
     before = await projected(client, url, code)
 
     reset = await reset_to_step(
@@ -502,21 +501,18 @@ async def test_reset_a_running_lane_to_appraisal_then_approval_while_its_dossier
     )
     assert reset.workflow_id == lane_id and reset.run_id_before == lane_run
     assert reset.run_id_after not in (None, lane_run)
-    # The lane consults the registries again and waits for the specialist again; the dossier
-    # workflow kept waiting on it (same run).
+    # The lane consults the registries again and waits for the specialist again, in the new
+    # run of the dossier workflow.
     view = await awaiting(client, code, Action.APPRAISE)
     assert view.handled_by == lane_id
-    assert (await client.get_workflow_handle(code).describe()).run_id == parent_run
+    assert (await client.get_workflow_handle(code).describe()).run_id == reset.run_id_after
     await appraise(client, url, code, unit)
     await awaiting(client, code, Action.APPROVE)
 
-    # Approval before any decision: back to the leader's inbox (it stays there).
-    point = await settled(client, code, Step.APPROVAL)
-    assert point.workflow_id == lane_id
-    again = await reset_to_step(
-        client, url, code, Step.APPROVAL, operator=OPERATOR, reason="leader changed"
-    )
-    assert again.run_id_before == reset.run_id_after
+    # Approval before any decision, nothing done since the appraisal: the dossier is in the
+    # leader's inbox already, and there is nothing to reset.
+    with pytest.raises(NotReached, match="already awaits approval"):
+        await settled(client, code, Step.APPROVAL)
     await approve(client, url, code, unit)
     result = await hand_over(client, url, code, unit)
     assert result.outcome.value == "approved"
@@ -524,7 +520,7 @@ async def test_reset_a_running_lane_to_appraisal_then_approval_while_its_dossier
     chain = await chain_of(url, code)
     kinds = [e.event_type for e in chain]
     assert kinds[before] == "operator_reset"
-    assert kinds.count("operator_reset") == 2
+    assert kinds.count("operator_reset") == 1
     assert kinds[before + 1 :].count("registries_consulted") == 1
     assert kinds.count("registries_consulted") == 2 and kinds.count("appraised") == 2
     payload = json.loads(chain[before].payload)
@@ -643,17 +639,17 @@ async def test_refusals_are_clear_and_exit_2(stack: EngineStack) -> None:
     assert f"dossier {code} is closed" in message
 
 
-async def test_a_batch_reset_to_intake_runs_each_dossier_again_with_a_new_lane(
+async def test_a_batch_reset_to_intake_runs_each_dossier_and_its_lane_again(
     stack: EngineStack,
 ) -> None:
-    """By query, paced: each dossier's workflow goes back to its first task (its running lane is
-    replaced by a new one); every step runs again as a new event and each chain verifies."""
+    """By query, paced: each dossier's workflow goes back to its first task (its lane, inside
+    it, runs again); every step runs again as a new event and each chain verifies."""
     client, url, unit, config = stack.client, stack.settings.database_url, "ngoc-ha", stack.settings
     codes = [await submit_birth(client, url, stack.started, unit, c) for c in (88, 89)]
-    lane_runs: dict[str, str] = {}
+    runs: dict[str, str] = {}
     for code in codes:
         await awaiting(client, code, Action.APPRAISE)
-        lane_runs[code] = (await client.get_workflow_handle(f"{code}.processing").describe()).run_id
+        runs[code] = (await client.get_workflow_handle(code).describe()).run_id
         await projected(client, url, code)
 
     ran = await ops(
@@ -666,8 +662,8 @@ async def test_a_batch_reset_to_intake_runs_each_dossier_again_with_a_new_lane(
     assert all(r["outcome"].startswith("reset") and r["workflow_id"] == r["code"] for r in rows)
     for code in codes:
         await appraise(client, url, code, unit)
-        lane = await client.get_workflow_handle(f"{code}.processing").describe()
-        assert lane.run_id != lane_runs[code]
+        # The lane runs inside the dossier workflow: its new run runs the lane again.
+        assert (await client.get_workflow_handle(code).describe()).run_id != runs[code]
         await approve(client, url, code, unit)
         assert (await hand_over(client, url, code, unit)).outcome.value == "approved"
         chain = await chain_of(url, code)
@@ -677,6 +673,6 @@ async def test_a_batch_reset_to_intake_runs_each_dossier_again_with_a_new_lane(
         assert kinds[reset_at + 1 : reset_at + 3] == ["receipt_and_appointment_slip", "transferred"]
         assert kinds.count("registries_consulted") == 2
         payload = json.loads(chain[reset_at].payload)
-        assert payload["step"] == "intake" and payload["terminated"] == [f"{code}.processing"]
+        assert payload["step"] == "intake" and payload["terminated"] == []
         assert kinds[-1] == "closed_approved"
         assert await verified(client, url, code) == len(chain)

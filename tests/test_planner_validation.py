@@ -266,8 +266,9 @@ def officer_step(step: Step, refused: bool) -> tuple[Action, OfficerStep]:
 
 
 async def play(stack: EngineStack, f: Filed) -> None:
-    """Each step at its instant: the lane's clock fast-forwarded to it, then the step."""
-    lane_id = f"{f.code}.certification" if f.procedure == CERTIFIED_COPY else f"{f.code}.processing"
+    """Each step at its instant: the lane's clock (inside the dossier workflow) fast-forwarded
+    to it, then the step."""
+    lane_id = f.code
     for step, at in f.steps:
         action, body = officer_step(step, f.refused)
         await wait_for(stack, f.code, action, timeout=120)

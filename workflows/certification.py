@@ -13,7 +13,7 @@ from schemas.exchanges import ResultKind
 from schemas.lanes import LaneJob, LaneResult
 from schemas.lifecycle import TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
-from workflows.lane import LaneWorkflow
+from workflows.lane import LaneUpdate, LaneWorkflow
 from workflows.policies import LOCAL_CALL
 
 with workflow.unsafe.imports_passed_through():
@@ -75,6 +75,12 @@ class CertificationWorkflow(LaneWorkflow):
         )
         paid = await self._collect_fee()
         return await self._finish(Outcome.APPROVED, documents=[copy], fee_paid_vnd=paid)
+
+    def updates(self) -> list[LaneUpdate]:
+        return [
+            *super().updates(),
+            (Action.CERTIFY.value, self.certify, self._validate_certify),
+        ]
 
     @workflow.update
     def certify(self, step: Certification) -> Acknowledgement:

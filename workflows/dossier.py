@@ -1,20 +1,22 @@
 """The life of one dossier, from the counter to the return of its result.
 
 One workflow per dossier; its id is the dossier code. Intake and return happen here, at the
-receiving unit; processing happens in a child workflow on the competent unit's lane
-(certification, ward-processing or city-processing), which reports its progress back.
+receiving unit; processing happens on the competent unit's lane (certification,
+ward-processing or city-processing): inside this workflow, which then takes the lane's steps,
+or, for dossiers begun before `lane-in-dossier`, in a child workflow on the lane's task queue
+that reports its progress back by signal.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ChildWorkflowError, FailureError
 
 from domain.catalogue import billable_pages, fee_vnd, missing_documents
 from domain.routing import Route, route
@@ -72,8 +74,13 @@ from schemas.statuses import (
 )
 from workflows import notices
 from workflows import search_attributes as sa
-from workflows.certification import CertificationWorkflow
-from workflows.lane import waived_online
+from workflows.certification import CERTIFICATION_BOOKS, CertificationWorkflow
+from workflows.lane import (
+    ONLINE_FEE_EXEMPTION,
+    TASK_ESCALATION,
+    WET_INK_SIGNATURE,
+    waived_online,
+)
 from workflows.policies import (
     IDENTITY_PATIENCE,
     LOCAL_CALL,
@@ -85,7 +92,7 @@ from workflows.policies import (
     rejection_message,
     root_cause_message,
 )
-from workflows.processing import ProcessingWorkflow
+from workflows.processing import SUPPLEMENT_WINDOW, ProcessingWorkflow
 from workflows.steps import HumanSteps
 
 with workflow.unsafe.imports_passed_through():
@@ -105,11 +112,29 @@ INTAKE_CHANNEL_CODES = {"counter": 1, "online": 2, "post": 3}
 APPLICANT_TYPE_CODES = {"citizen": 1, "business": 2, "state_body": 3, "other": 4}
 SUPPLEMENT_ASKED = (TimelineStep.INTAKE_SUPPLEMENT_REQUESTED, TimelineStep.SUPPLEMENT_REQUESTED)
 SUPPLEMENT_GIVEN = (TimelineStep.INTAKE_SUPPLEMENT_RECEIVED, TimelineStep.SUPPLEMENT_RECEIVED)
+# An incomplete dossier at intake is asked for what is missing (form 02), not refused.
+INTAKE_SUPPLEMENT = "intake-supplement-form-02"
 # Counter filings whose identity check may be done in person when the registry is down.
 IDENTITY_IN_PERSON = "identity-check-in-person"
 # Portal syncs, webhooks and the dossier's notices leave through the outbox, written with
 # the step that causes them; before, each was an activity and the dossier waited for them.
 OUTBOX = "outbox"
+# The lane runs inside this workflow instead of as a child that signals each step: no child
+# start and close, no signal per step.
+LANE_IN_DOSSIER = "lane-in-dossier"
+# The rules a dossier with its lane inside follows, decided with it before its first command:
+# a rule first asked just after a local activity whose answer came back in a later workflow
+# task would be asked before its marker on replay, and the replay would take the old path.
+RULES_OF_THE_LANE_IN_DOSSIER = (
+    INTAKE_SUPPLEMENT,
+    IDENTITY_IN_PERSON,
+    UPSERT_ONLY_CHANGES,
+    TASK_ESCALATION,
+    WET_INK_SIGNATURE,
+    ONLINE_FEE_EXEMPTION,
+    CERTIFICATION_BOOKS,
+    SUPPLEMENT_WINDOW,
+)
 
 
 @workflow.defn(name="Dossier")
@@ -151,6 +176,11 @@ class DossierWorkflow(HumanSteps):
         # Decided once, before the first command: the whole run takes one path for its
         # portal syncs, notices and webhooks, and the marker's place never moves.
         self._outbox()
+        # Likewise where its lane runs (dossiers begun before run it as a child), and with it
+        # every rule the dossier follows.
+        if workflow.patched(LANE_IN_DOSSIER):
+            for rule in RULES_OF_THE_LANE_IN_DOSSIER:
+                workflow.patched(rule)
         # Intake at the receiving unit (Decree 61/2018 arts. 17-18): completeness and
         # identity, then the receipt with its appointment.
         refusal = await self._intake()
@@ -181,7 +211,7 @@ class DossierWorkflow(HumanSteps):
         filing = self.filing
         missing = missing_documents(filing.procedure, (d.kind for d in filing.submission.documents))
         if missing:
-            if not workflow.patched("intake-supplement-form-02"):
+            if not workflow.patched(INTAKE_SUPPLEMENT):
                 return "incomplete dossier, missing: " + ", ".join(d.name for d in missing)
             if not await self._supplement_at_intake(missing):
                 self._withdrawn_at_intake = True
@@ -432,6 +462,8 @@ class DossierWorkflow(HumanSteps):
             SYSTEM,
             f"to {filing.competent_unit.code} on {self._route.lane}",
         )
+        if workflow.patched(LANE_IN_DOSSIER):
+            return await self._process_inside(LaneJob(filing=filing, clock=receipt.model_copy()))
         self._handled_by = child_id
         job = LaneJob(filing=filing, clock=receipt)
         try:
@@ -461,15 +493,69 @@ class DossierWorkflow(HumanSteps):
             self._clock = result.clock
         return result
 
+    async def _process_inside(self, job: LaneJob) -> LaneResult:
+        """The lane runs here, its activities on their own lanes' queues: while it holds the
+        dossier, this workflow takes the lane's steps (the dossier stays `handled_by` itself)
+        with the lane's validators, and the lane's reports go straight into the timeline."""
+        assert self._route is not None
+        lane: CertificationWorkflow | ProcessingWorkflow = (
+            CertificationWorkflow(job)
+            if self._route.lane == lanes.CERTIFICATION
+            else ProcessingWorkflow(job)
+        )
+        lane.run_inside(self._route.lane, self._lock, self._progress_locked)
+        taken = lane.updates()
+        for name, handler, validator in taken:
+            workflow.set_update_handler(name, handler, validator=validator)
+        try:
+            result = await lane.run(job)
+        except FailureError as err:
+            # As for a lane child that fails: the dossier stops with the reason, the
+            # appointment as the lane last reported it.
+            lane.clock.close()
+            result = LaneResult(
+                outcome=Outcome.STOPPED,
+                clock=self._clock or job.clock,
+                decided_at=workflow.now(),
+                reason=f"processing stopped: {root_cause_message(err)}",
+            )
+        async with self._lock:
+            # The dossier's own steps again: the ones it shares with the lane are its own,
+            # the others are no step of the dossier past the decision.
+            own = self._own_updates()
+            for name, _, _ in taken:
+                if name in own:
+                    handler, validator = own[name]
+                    workflow.set_update_handler(name, handler, validator=validator)
+                else:
+                    workflow.set_update_handler(name, None)
+            self._awaiting = []
+            self._clock = result.clock.model_copy()
+        return result
+
+    def _own_updates(self) -> dict[str, tuple[Callable[..., Any], Callable[..., None]]]:
+        """The dossier's steps whose names a lane takes too (the citizen's withdrawal, the
+        supplement at the counter)."""
+        return {
+            Action.WITHDRAW.value: (self.withdraw, self._validate_withdraw),
+            Action.PROVIDE_SUPPLEMENT.value: (
+                self.provide_supplement,
+                self._validate_provide_supplement,
+            ),
+        }
+
     @workflow.signal(name=PROGRESS_SIGNAL)
     async def progress(self, event: ProgressEvent) -> None:
         """A lane's report: status, appointment and what it awaits now. Applied under the
         lock, in the order the lane sent them."""
-        entry = event.entry
         async with self._lock:
-            self._clock = event.clock
-            self._awaiting = entry.awaiting
-            await self._record_locked(entry.status, entry.step, entry.actor, entry.note, entry.at)
+            await self._progress_locked(event)
+
+    async def _progress_locked(self, event: ProgressEvent) -> None:
+        entry = event.entry
+        self._clock = event.clock
+        self._awaiting = entry.awaiting
+        await self._record_locked(entry.status, entry.step, entry.actor, entry.note, entry.at)
 
     # --- return of the result ---------------------------------------------------------------------
     async def _return_result(self, lane: LaneResult) -> None:

@@ -1,14 +1,18 @@
 """What both processing lanes share: human steps, progress reports and the legal clock.
 
-A lane is a child of the dossier workflow, on its own task queue. It owns the dossier while
-the competent unit works on it, so it owns the legal clock too (workflows/clock.py): the
-appointment can only move (supplement, apology) while the unit holds the dossier.
+A lane owns the dossier while the competent unit works on it, so it owns the legal clock too
+(workflows/clock.py): the appointment can only move (supplement, apology) while the unit holds
+the dossier. Dossiers begun before `lane-in-dossier` run their lane as a child workflow on the
+lane's task queue, which signals each step to the dossier; newer ones run it inside the
+dossier workflow (`run_inside`), which takes the lane's steps and records its reports at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -62,6 +66,13 @@ MIN_WAIT = timedelta(seconds=1)
 TASK_ESCALATION = "task-escalation"
 # Online filings of procedures whose text waives the fee for them pay nothing.
 ONLINE_FEE_EXEMPTION = "online-fee-exemption"
+# A signature the signing service refuses is made on paper instead of stopping the dossier.
+WET_INK_SIGNATURE = "wet-ink-signature"
+
+# How a lane run inside the dossier workflow hands it a report, under the dossier's lock.
+Deliver = Callable[[ProgressEvent], Awaitable[None]]
+# An update the lane takes: its name, handler and validator.
+LaneUpdate = tuple[str, Callable[..., Any], Callable[..., None]]
 
 
 def waived_online(filing: DossierFiling) -> bool:
@@ -88,12 +99,41 @@ class LaneWorkflow(HumanSteps):
         self._decided = False
         self._lock = asyncio.Lock()
         self.clock = LegalClock(job.filing, job.clock, self._lock, self._report_mark)
+        # Inside the dossier workflow: the lane's name and where its reports go.
+        self._lane: str | None = None
+        self._deliver: Deliver | None = None
+
+    def run_inside(self, lane: str, lock: asyncio.Lock, deliver: Deliver) -> None:
+        """The lane runs inside the dossier workflow: one lock for the dossier, its lane and
+        the clock, so the lane's reports and the dossier's own steps stay in order."""
+        self._lane = lane
+        self._deliver = deliver
+        self._lock = lock
+        self.clock = LegalClock(self.filing, self.clock.state, lock, self._report_mark)
+
+    def updates(self) -> list[LaneUpdate]:
+        """The steps the lane takes while it holds the dossier, with their validators: a
+        dossier workflow running the lane inside takes them in its place."""
+        return [
+            (Action.WITHDRAW.value, self.withdraw, self._validate_withdraw),
+            (Action.REFUSE.value, self.refuse, self._validate_refuse),
+            (
+                Action.RECORD_WET_SIGNATURE.value,
+                self.record_wet_signature,
+                self._validate_record_wet_signature,
+            ),
+            (Action.CLAIM.value, self.claim, self._validate_claim),
+            (Action.RELEASE.value, self.release, self._validate_release),
+            (Action.REASSIGN.value, self.reassign, self._validate_reassign),
+            (Action.DELEGATE.value, self.delegate, self._validate_delegate),
+        ]
 
     def _begin(self) -> None:
         """The unit takes the dossier: counted per lane and unit, and its clock runs."""
+        lane = self._lane or workflow.info().task_queue
         workflow.metric_meter().create_counter(
             "dossiers_in_lane", "Dossiers that entered a processing lane"
-        ).add(1, {"lane": workflow.info().task_queue, "unit": self.filing.competent_unit.code})
+        ).add(1, {"lane": lane, "unit": self.filing.competent_unit.code})
         self.clock.start()
 
     async def _finish(
@@ -139,7 +179,7 @@ class LaneWorkflow(HumanSteps):
         try:
             return await documents.issue(self.filing, kind, officer, text, e_sign=e_sign)
         except ActivityError as err:
-            if not (e_sign and is_rejection(err)) or not workflow.patched("wet-ink-signature"):
+            if not (e_sign and is_rejection(err)) or not workflow.patched(WET_INK_SIGNATURE):
                 raise
             why = rejection_message(err)
         unsigned = await documents.issue(self.filing, kind, officer, text, e_sign=False)
@@ -200,8 +240,6 @@ class LaneWorkflow(HumanSteps):
     ) -> None:
         self._status = status
         self._reported = list(self._awaiting if awaiting is None else awaiting)
-        parent = workflow.info().parent
-        assert parent is not None, "a lane runs as a child of its dossier"
         event = ProgressEvent(
             entry=TimelineEntry(
                 at=at or workflow.now(),
@@ -214,6 +252,13 @@ class LaneWorkflow(HumanSteps):
             ),
             clock=self.clock.state,
         )
+        if self._deliver is not None:
+            # A copy, as a signal would carry: a later claim or escalation of an awaited task
+            # must not rewrite the steps already in the timeline.
+            await self._deliver(event.model_copy(deep=True))
+            return
+        parent = workflow.info().parent
+        assert parent is not None, "a lane runs as a child of its dossier"
         await workflow.get_external_workflow_handle(parent.workflow_id).signal(
             PROGRESS_SIGNAL, event
         )

@@ -26,13 +26,16 @@ from schemas.lanes import LaneJob, LaneResult
 from schemas.lifecycle import TimelineStep
 from schemas.statuses import DossierStatus, Outcome, Role
 from workflows import notices
-from workflows.lane import SYSTEM, LaneWorkflow
+from workflows.lane import SYSTEM, LaneUpdate, LaneWorkflow
 from workflows.policies import REGISTRY_CALL, TRANSIENT, is_rejection, rejection_message
 
 with workflow.unsafe.imports_passed_through():
     from activities.registries import RegistryActivities
     from domain import lanes
     from domain.calendar import HANOI
+
+# Art. 19(4): the supplement request window is kept from receipt.
+SUPPLEMENT_WINDOW = "supplement-window-art-19-4"
 
 
 @workflow.defn(name="Processing")
@@ -52,7 +55,7 @@ class ProcessingWorkflow(LaneWorkflow):
         filing = self.filing
         unit = filing.competent_unit.code
         window = filing.procedure.supplement_window_days
-        if workflow.patched("supplement-window-art-19-4") and window is not None:
+        if workflow.patched(SUPPLEMENT_WINDOW) and window is not None:
             self._supplement_by = await self.clock.supplement_window_end(window)
         findings = await self._consult_registries()
 
@@ -187,6 +190,23 @@ class ProcessingWorkflow(LaneWorkflow):
         return supplement, resumed_at
 
     # --- human steps -----------------------------------------------------------------------
+    def updates(self) -> list[LaneUpdate]:
+        return [
+            *super().updates(),
+            (Action.APPRAISE.value, self.appraise, self._validate_appraise),
+            (
+                Action.REQUEST_SUPPLEMENT.value,
+                self.request_supplement,
+                self._validate_request_supplement,
+            ),
+            (
+                Action.PROVIDE_SUPPLEMENT.value,
+                self.provide_supplement,
+                self._validate_provide_supplement,
+            ),
+            (Action.APPROVE.value, self.approve, self._validate_approve),
+        ]
+
     @workflow.update
     def appraise(self, step: Appraisal) -> Acknowledgement:
         return self._accept(Action.APPRAISE, step)
