@@ -106,11 +106,13 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     )
 
 
+# A new dossier runs on its lane's queue with the lane inside it; `intake` and the lanes'
+# child workflows serve the dossiers begun before.
 WORKFLOWS: dict[str, list[type]] = {
     lanes.INTAKE: [DossierWorkflow],
-    lanes.CERTIFICATION: [CertificationWorkflow],
-    lanes.WARD_PROCESSING: [ProcessingWorkflow],
-    lanes.CITY_PROCESSING: [ProcessingWorkflow],
+    lanes.CERTIFICATION: [DossierWorkflow, CertificationWorkflow],
+    lanes.WARD_PROCESSING: [DossierWorkflow, ProcessingWorkflow],
+    lanes.CITY_PROCESSING: [DossierWorkflow, ProcessingWorkflow],
     lanes.ARCHIVE: [ArchiveWorkflow],
 }
 

@@ -3,9 +3,9 @@ closes, one row per dossier, and the read model and the audit chains checked aga
 
 Two dossiers show officers covering for each other, worked through the HTTP API with a key per
 unit as a counter's software works them: a task left waiting past its unit's threshold (the
-lane's own timer, its clock fast-forwarded over the working day) goes up to the leader, who
-reassigns it and later delegates the approval; and a ward in a surge shares a certification
-task with a neighbouring ward's certifier.
+lane's own timer, the dossier's clock fast-forwarded over the working day) goes up to the
+leader, who reassigns it and later delegates the approval; and a ward in a surge shares a
+certification task with a neighbouring ward's certifier.
 
 The demo is a client like the counter software: under load the server may answer a call
 with "unavailable", "deadline exceeded" or "resource exhausted", and the demo calls again
@@ -36,7 +36,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from bootstrap import connect
 from config import settings
-from domain import escalation, lanes
+from domain import escalation
 from domain.calendar import HANOI, default_calendar
 from domain.catalogue import default_catalogue
 from embedded import embedded
@@ -324,7 +324,7 @@ async def show_task_holding(
 async def let_it_wait(
     players: Players, code: str, awaited: AwaitedAction, view: DossierView
 ) -> bool:
-    """Nobody takes the task: the lane's clock is fast-forwarded to just past the unit's
+    """Nobody takes the task: the dossier's clock is fast-forwarded to just past the unit's
     threshold (working hours on the legal calendar), and the lane's own timer escalates it.
     True once the dossier's timeline says so."""
     if players.clock is None:
@@ -335,16 +335,16 @@ async def let_it_wait(
         return False
     hours = escalation.threshold_hours(default_catalogue().unit(awaited.unit))
     due = default_calendar().add_working_seconds(awaited.since, hours * 3600)
-    lane = players.client.get_workflow_handle(lanes.lane_workflow_id(code, view.lane.value))
+    # The workflow whose timer escalates: the dossier's own when its lane runs inside it.
+    lane = players.client.get_workflow_handle(view.handled_by)
     now = await players.clock.get_current_time(lane)
-    # Only the lane's clock moves: the dossier's own steps (the hand-over) keep the real one.
     ahead = max(due - now, timedelta(0)) + timedelta(minutes=1)
     try:
         await asyncio.wait_for(
             players.clock.fast_forward(lane, ahead), max(players.deadline - time.monotonic(), 1)
         )
     except TimeoutError:
-        players.notes.append(f"escalation: {code} NOT escalated: the lane's clock did not move")
+        players.notes.append(f"escalation: {code} NOT escalated: its clock did not move")
         return False
     while time.monotonic() < players.deadline:
         entries = await patiently(
@@ -355,7 +355,7 @@ async def let_it_wait(
             players.notes.append(
                 f"escalation: {code} appraise waiting at {awaited.unit} since "
                 f"{hanoi(awaited.since)}, escalated to its leader at {hanoi(step.at)} (over "
-                f"{hours} working hours; the demo fast-forwards this lane's clock)"
+                f"{hours} working hours; the demo fast-forwards this dossier's clock)"
             )
             return True
         await asyncio.sleep(OFFICER_POLL_SECONDS)

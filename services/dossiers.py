@@ -195,7 +195,10 @@ async def _start_workflow(
         DossierWorkflow.run,
         filing,
         id=filing.code,
-        task_queue=lanes.INTAKE,
+        # On its lane's queue from intake to return: the lane runs inside the dossier, so a
+        # surge of certifications scales on `--queues certification` workers alone. Dossiers
+        # begun before run on `intake`, their lanes as children on the lane's queue.
+        task_queue=lane,
         # A retried idempotent request finds the workflow the first one started.
         id_conflict_policy=(
             WorkflowIDConflictPolicy.USE_EXISTING if reuse else WorkflowIDConflictPolicy.FAIL
@@ -389,6 +392,12 @@ async def act(
             # moment.
             if err.status is RPCStatusCode.NOT_FOUND:
                 if holder == code:
+                    # The dossier closed while the step was on its way (a second hand-over
+                    # sent as the first one closed it): say when and how, as for any step
+                    # sent after the close.
+                    closed = (await whereabouts(client, database_url, code)).closed
+                    if closed is not None:
+                        raise ActionRefused(closed) from err
                     raise
                 # No running lane: not yet started, or already finished.
                 view = await live_status(client, code)
