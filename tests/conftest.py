@@ -32,7 +32,7 @@ from activities.http import new_http_client
 from activities.outbox import Backoff, OutboxDrainer
 from bootstrap import build_workers, warm_up
 from codec import generate_key, project_converter
-from config import Settings, load_settings
+from config import ROOT, Settings, load_settings
 from domain import lanes
 from embedded import serving_api as embedded_api
 from embedded import start_dev_server, temporal_cli
@@ -177,6 +177,7 @@ def session_drainer(stack: EngineStack, http: httpx.AsyncClient) -> OutboxDraine
 
 
 REPLAY_LIMIT = 120  # seconds for the replay of one test's histories
+ARTIFACTS = ROOT / "test-artifacts"
 
 
 async def assert_replays(client: Client, codes: list[str], source: str) -> None:
@@ -200,6 +201,14 @@ async def assert_replays(client: Client, codes: list[str], source: str) -> None:
     if not done:
         pytest.fail(f"the replay of {[h.history.workflow_id for h in histories]} did not finish")
     broken = [r for r in replaying.result().results if not r.ok]
+    if broken:
+        # Kept for whoever reads CI's output: the history that did not replay, as exported.
+        ARTIFACTS.mkdir(exist_ok=True)
+        for outcome in broken:
+            for sourced in histories:
+                if sourced.history.workflow_id == outcome.workflow_id:
+                    path = ARTIFACTS / f"unreplayable-{outcome.workflow_id}.json"
+                    path.write_text(sourced.history.to_json(), encoding="utf-8")
     assert not broken, "\n".join(f"{r.workflow_id}: {r.error_type}: {r.error}" for r in broken)
 
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from temporalio.api.enums.v1 import EventType
 
 from config import ROOT
 from ops import audit as audit_ops
 from ops.rebuild import rebuild
 from ops.reset import reset_dossier
+from ops.reset_points import Step, locate
 from schemas.actions import Action, HandOver, Supplement, SupplementRequest
 from schemas.dossier import DossierView, SubmittedDocument, TimelineEntry
 from schemas.exchanges import ProjectionRecord
@@ -282,7 +282,7 @@ async def test_an_open_dossier_reads_from_the_read_model_as_its_workflow_answers
         ),
     )
     awaiting = await wait_for(stack, code, Action.APPRAISE)
-    assert awaiting.handled_by != code  # the lane holds it
+    assert awaiting.stage is Stage.PROCESSING and awaiting.handled_by == code  # lane inside
     assert await read_model_against_workflow(stack, code) == []
 
     await act(
@@ -324,17 +324,9 @@ async def test_a_reset_is_an_operator_event_and_the_steps_run_again_are_new_even
     )
     await approve_through(stack, code, "viet-hung")
     await wait_for(stack, code, Action.HAND_OVER)
-    history = await stack.client.get_workflow_handle(code).fetch_history()
-    child_done = next(
-        e.event_id
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED
-    )
-    task_completed = next(
-        e.event_id
-        for e in history.events
-        if e.event_id > child_done and e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
-    )
+    # The workflow task in which the lane's result came back, as `ops reset --to return` finds it.
+    returned = await locate(stack.client, code, Step.RETURN)
+    task_completed = returned.event_id
     await projected(stack, code)
     before = len(await audit.events(conn, code))
 

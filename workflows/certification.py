@@ -27,7 +27,7 @@ CERTIFICATION_BOOKS = "certification-books"
 class CertificationWorkflow(LaneWorkflow):
     @workflow.run
     async def run(self, job: LaneJob) -> LaneResult:
-        self._begin()
+        await self._begin()
         filing = self.filing
         unit = filing.competent_unit.code
         action = await self._await_step(

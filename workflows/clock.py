@@ -56,6 +56,11 @@ class LegalClock:
         self._closed = False
         self._watch: asyncio.Task[None] | None = None
 
+    async def prepare(self) -> None:
+        """The marks of the appointment, asked now rather than by the watch once it runs."""
+        if self.state.running:
+            await self._current_marks()
+
     def start(self) -> None:
         self._watch = asyncio.create_task(self._keep_marks())
 

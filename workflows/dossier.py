@@ -76,6 +76,7 @@ from workflows import notices
 from workflows import search_attributes as sa
 from workflows.certification import CERTIFICATION_BOOKS, CertificationWorkflow
 from workflows.lane import (
+    CLOCK_MARKS_FIRST,
     ONLINE_FEE_EXEMPTION,
     TASK_ESCALATION,
     WET_INK_SIGNATURE,
@@ -134,6 +135,7 @@ RULES_OF_THE_LANE_IN_DOSSIER = (
     ONLINE_FEE_EXEMPTION,
     CERTIFICATION_BOOKS,
     SUPPLEMENT_WINDOW,
+    CLOCK_MARKS_FIRST,
 )
 
 

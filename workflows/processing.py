@@ -51,7 +51,7 @@ class ProcessingWorkflow(LaneWorkflow):
 
     @workflow.run
     async def run(self, job: LaneJob) -> LaneResult:
-        self._begin()
+        await self._begin()
         filing = self.filing
         unit = filing.competent_unit.code
         window = filing.procedure.supplement_window_days
