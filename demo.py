@@ -41,7 +41,7 @@ from domain.calendar import HANOI, default_calendar
 from domain.catalogue import default_catalogue
 from embedded import embedded
 from ops.audit import verify
-from samples import sample_submission
+from samples import document_title, sample_submission
 from schemas.actions import (
     Action,
     Appraisal,
@@ -256,7 +256,9 @@ def demo_step(
             if procedure_code
             else []
         )
-        documents = {d.kind: SubmittedDocument(kind=d.kind, title=d.name) for d in required}
+        documents = {
+            d.kind: SubmittedDocument(kind=d.kind, title=document_title(d.name)) for d in required
+        }
         documents.setdefault("identity_card", SubmittedDocument(kind="identity_card", title="CCCD"))
         return action, Supplement(officer=me, documents=list(documents.values()))
     if action is Action.HAND_OVER:

@@ -7,7 +7,13 @@ import json
 
 from domain.catalogue import Catalogue
 from schemas.catalogue import Procedure, Registry, Tier
-from schemas.dossier import Applicant, DossierSubmission, IntakeChannel, SubmittedDocument
+from schemas.dossier import (
+    DOCUMENT_TITLE_MAX,
+    Applicant,
+    DossierSubmission,
+    IntakeChannel,
+    SubmittedDocument,
+)
 from simulators.seed import (
     SeedCitizen,
     sample_citizens,
@@ -65,12 +71,20 @@ def sample_submission(index: int, catalogue: Catalogue) -> DossierSubmission:
         delivery_channel=channels[index % len(channels)],
         applicant=applicant_of(citizen),
         documents=[
-            SubmittedDocument(kind=d.kind, title=d.name, pages=1 + (index + n) % 3)
+            SubmittedDocument(kind=d.kind, title=document_title(d.name), pages=1 + (index + n) % 3)
             for n, d in enumerate(procedure.required_documents)
         ],
         subject_reference=reference,
         copies=1 + index % 2 if procedure.certification else 1,
     )
+
+
+def document_title(name: str) -> str:
+    """The title a counter gives a document: the catalogue's name, cut to what a submission
+    holds (some portal names carry whole notes)."""
+    if len(name) <= DOCUMENT_TITLE_MAX:
+        return name
+    return name[: DOCUMENT_TITLE_MAX - 1].rstrip() + "…"
 
 
 def samples_json(count: int, catalogue: Catalogue) -> str:

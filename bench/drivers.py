@@ -23,7 +23,7 @@ from bench.baseline import BaselineDossier, BaselineLane, BaselinePlan
 from bench.baseline import queue_of as baseline_queue
 from domain import lanes
 from domain.catalogue import Catalogue
-from samples import applicant_of
+from samples import applicant_of, document_title
 from schemas.actions import Action, Appraisal, Recommendation, Step
 from schemas.catalogue import DeliveryChannel, Registry
 from schemas.dossier import DossierSubmission, Officer, SubmittedDocument
@@ -96,7 +96,7 @@ def submission(kind: str, index: int, ward: str, catalogue: Catalogue) -> Dossie
         delivery_channel=channel,
         applicant=applicant_of(citizen),
         documents=[
-            SubmittedDocument(kind=d.kind, title=d.name, pages=2)
+            SubmittedDocument(kind=d.kind, title=document_title(d.name), pages=2)
             for d in procedure.required_documents
         ],
         subject_reference=reference,

@@ -48,7 +48,7 @@ from drills.shape import REGISTRY_ALONE, WORKERS, Database, Shape
 from ops.stuck import inspect_all
 from samples import sample_submission
 from schemas.dossier import DossierSubmission
-from schemas.statuses import Role
+from schemas.statuses import DossierStatus, Role
 from services.dossiers import prepare_filing
 from store import api_keys
 from store.startup import prepare_database
@@ -389,10 +389,13 @@ async def bad_deploy(dossiers: int, timing: Timing, database_kind: str, out: Pat
             )
             api.headers["Authorization"] = f"Bearer {issued.key}"
             await file_all(run, api, asyncio.Event())
-        # Every dossier reaches its lane, where it waits for an officer: the running
-        # workflows the release must not break.
+        # Every dossier reaches its lane (inside its workflow), where it waits for an officer:
+        # the running workflows the release must not break.
         client = await shape.wait_temporal()
-        lanes_query = "WorkflowType != 'Dossier' AND ExecutionStatus = 'Running'"
+        lanes_query = (
+            "WorkflowType = 'Dossier' AND ExecutionStatus = 'Running' "
+            f"AND DossierStatus = '{DossierStatus.IN_PROCESSING.value}'"
+        )
         deadline = time.monotonic() + 120
         while (await client.count_workflows(lanes_query)).count < len(run.answered):
             if time.monotonic() > deadline:
@@ -418,7 +421,8 @@ async def bad_deploy(dossiers: int, timing: Timing, database_kind: str, out: Pat
         out_bytes, err_bytes = await asyncio.wait_for(gate.communicate(), timeout=300)
         stdout, stderr = out_bytes.decode(), err_bytes.decode()
         broken = [line for line in stdout.splitlines() if line.startswith("BROKEN")]
-        caught = gate.returncode == 1 and any("Processing" in line for line in broken)
+        # The processing lane runs inside its dossier: the dossiers it holds are what break.
+        caught = gate.returncode == 1 and any("Dossier" in line for line in broken)
         note = (
             f"ok: the gate refused the release ({len(broken)} running workflows would break)"
             if caught

@@ -52,9 +52,14 @@ class Applicant(Model):
         return value
 
 
+# A submitted document's title as the counter software sends it; the catalogue's name of the
+# document (the portal's text, notes included) may be longer.
+DOCUMENT_TITLE_MAX = 300
+
+
 class SubmittedDocument(Model):
     kind: str = Field(pattern=r"^[a-z0-9_]+$")
-    title: Name = Field(min_length=1, max_length=300)
+    title: Name = Field(min_length=1, max_length=DOCUMENT_TITLE_MAX)
     pages: int = Field(default=1, ge=1, le=2000)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 

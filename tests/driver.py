@@ -11,6 +11,7 @@ import httpx
 from temporalio.client import WorkflowHandle
 
 from domain.catalogue import default_catalogue
+from samples import document_title
 from schemas.actions import Acknowledgement, Action, Step
 from schemas.catalogue import DeliveryChannel, Procedure
 from schemas.dossier import (
@@ -72,7 +73,8 @@ def submission(
             address=person.address,
         ),
         documents=[
-            SubmittedDocument(kind=d.kind, title=d.name, pages=2) for d in required[skip_documents:]
+            SubmittedDocument(kind=d.kind, title=document_title(d.name), pages=2)
+            for d in required[skip_documents:]
         ],
         subject_reference=subject_reference,
         received_at=received_at,

@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 from config import ROOT
-from schemas.dossier import DossierSubmission
+from domain.catalogue import default_catalogue
+from samples import demo_procedures, document_title, sample_submission
+from schemas.dossier import DOCUMENT_TITLE_MAX, DossierSubmission
 from tests.conftest import EngineStack
 
 
@@ -68,3 +70,19 @@ async def test_a_bad_submission_in_a_list_is_named_and_the_others_are_filed(
     malformed = await starter(stack, "submit", str(samples))
     assert malformed.returncode == 2 and malformed.stdout == ""
     assert f"{samples}: [0].applicant.citizen_id: " in malformed.stderr
+
+
+def test_every_sample_procedure_gives_a_submission_within_the_contract() -> None:
+    """The samples file every procedure the demo and the drills use, with the catalogue's
+    document names as titles: a portal name longer than a submission's title is cut to fit."""
+    catalogue = default_catalogue()
+    procedures = demo_procedures(catalogue)
+    long_names = [
+        d.name for p in procedures for d in p.required_documents if len(d.name) > DOCUMENT_TITLE_MAX
+    ]
+    assert long_names, "no document name longer than a title: the cut is not exercised"
+    for index in range(len(procedures)):
+        sample = sample_submission(index, catalogue)
+        wire = DossierSubmission.model_validate_json(sample.model_dump_json())
+        assert all(len(d.title) <= DOCUMENT_TITLE_MAX for d in wire.documents)
+    assert document_title("x" * 400) == "x" * (DOCUMENT_TITLE_MAX - 1) + "…"
